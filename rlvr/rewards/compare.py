@@ -356,8 +356,8 @@ def is_label(node: Node) -> bool:
         return all(x[0] in ("sym", "func") or (x[0] == "tuple" and is_label(x)) for x in node[1]) and any(
             x[0] == "sym" for x in node[1]
         )
-    if kind == "func":
-        return node[1] == "abs" and is_label(node[2][0])
+    if kind == "func":  # |AB|, \tan A, f(x)
+        return all(is_label(x) for x in node[2])
     if kind == "div":
         return is_label(node[1]) and is_label(node[2])
     if kind in ("tuple", "list"):

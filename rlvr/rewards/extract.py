@@ -21,6 +21,7 @@ FALLBACKS = ("last_math", "math_span", "last_number", "none")
 
 _BOX = re.compile(r"\\(?:boxed|fbox)\b\s*")
 _ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.S)
+_FINAL_PHRASES = ("final answer is", "final answer:", "the answer is", "answer is:")
 _FINAL = re.compile(
     r"(?:final answer is|final answer:|the answer is|answer is:)\s*(?:the final answer is)?\s*:?\s*(.+)",
     re.I | re.S,
@@ -110,13 +111,18 @@ def find_boxes(text: str) -> tuple[list[str], list[str]]:
 
 
 def _last(matches: Iterator[re.Match[str]]) -> re.Match[str] | None:
+    """The last of an iterator of matches, without keeping the others."""
     tail = deque(matches, maxlen=1)
     return tail[0] if tail else None
 
 
 def _final_answer(text: str) -> tuple[str, int]:
     """The answer stated by the last "final answer is …" sentence, and where that sentence starts (-1: none)."""
-    m = _last(_FINAL.finditer(text))  # the last statement wins
+    lower = text.lower()
+    start = max(lower.rfind(p) for p in _FINAL_PHRASES)  # the last statement wins
+    if start < 0:
+        return "", -1
+    m = _FINAL.search(text, max(0, start - 16))  # from a little before: "Final Answer: The final answer is"
     if m is None:
         return "", -1
     tail = _HOPE.sub("", m.group(1)).strip()
@@ -124,7 +130,7 @@ def _final_answer(text: str) -> tuple[str, int]:
     if spans:
         return next(g for g in spans.groups() if g is not None).strip(), m.start()
     line = tail.split("\n", 1)[0].strip().strip('"\\').rstrip(".").strip()
-    if _PROSE.search(_MATH_SPAN.sub(" ", line)):  # "The largest $n$ is 34": the last math or number in it
+    if len(line.split()) > 3 and _PROSE.search(_MATH_SPAN.sub(" ", line)):  # "The largest $n$ is 34" → 34
         return _fallback(line, "last_math"), m.start()
     return line, m.start()
 
@@ -153,7 +159,8 @@ def extract(text: str, *, think: bool = True, fallback: str = "last_math") -> Ex
         return _checked([region.strip().strip("$").strip()], [], "answer_tag")
     boxes, gaps = find_boxes(region)
     final, final_at = _final_answer(region)
-    if boxes and (not final or final_at < region.rfind("\\boxed")):
+    mathy = bool(re.search(r"[\d\\^=]", final))  # "the final answer is clearly highlighted" states nothing
+    if boxes and (not mathy or final_at < region.rfind("\\boxed")):
         return _checked(boxes, gaps, "boxed")
     if final:  # a "final answer is" sentence after the last box overrides it
         return _checked([final], [], "final_answer")

@@ -29,6 +29,9 @@ _WRAPPERS = re.compile(
     r"boldsymbol|bm|mbox|hbox|rm|bf|it|operatorname|emph|underline|overline|widehat|hat|bar|vec|overrightarrow|"
     r"dot|tilde|mathring)\s*\{"
 )
+_ORDINAL = re.compile(
+    r"(?<=\d)\s*(?:\^\s*\{?\s*(?:\\text\s*\{|\\mathrm\s*\{)?\s*(?:st|nd|rd|th)\s*\}?\s*\}?|(?:st|nd|rd|th)(?![a-zA-Z]))"
+)
 _FRAC_VARIANTS = re.compile(r"\\[dtc]frac(?![a-zA-Z])")
 _BINOM_VARIANTS = re.compile(r"\\[dt]binom(?![a-zA-Z])")
 _THOUSANDS = re.compile(r"(?<![\d.,(\[])([1-9]\d{0,2})((?:,\d{3})+)(?![\d,]|\.\d*,|\s*[)\]])")
@@ -65,6 +68,7 @@ def normalize(s: str) -> str:
     s = _DROP.sub(lambda m: "," if m.group(0).startswith(",") else "", s)
     s = _SPACES.sub(" ", s)
     s = _DEGREES.sub(" ", s)
+    s = _ORDINAL.sub(" ", s)
     s = _FRAC_VARIANTS.sub("\\\\frac", s)
     s = _BINOM_VARIANTS.sub("\\\\binom", s)
     s = _unwrap(s, _WRAPPERS)

@@ -26,7 +26,9 @@ from rlvr.rewards.latex import normalize, squash
 from rlvr.rewards.parse import Node, ParseError, parse
 
 DEFAULT_TIMEOUT_S = 1.0
-DEFAULT_REL_TOL = 1e-4  # for answers written with decimals; exact answers compare exactly
+DEFAULT_REL_TOL = (
+    1e-6  # for answers written with decimals (the Qwen2.5-Math harness uses 1e-4; see compare.py)
+)
 
 _NUMBER = re.compile(r"-?(?:\d+\.?\d*|\.\d+)")
 _CHOICE_GOLD = re.compile(r"^\(?([A-J])\)?$")
@@ -69,7 +71,8 @@ def verify(
         if found.problem:
             return Verdict(False, found.answers[-1] if found.answers else None, found.problem)
         gold_text = gold_answer(gold)
-        answer = _combine(found.answers, found.gaps)
+        answers, gaps = _last_paragraph(found.answers, found.gaps)
+        answer = _combine(answers, gaps)
         extracted = answer if answer is not None else found.answers[-1]
         if (
             answer is None
@@ -119,6 +122,14 @@ def _combine(answers: list[str], gaps: list[str]) -> str | None:
     if all(_is_separator(g) for g in gaps):
         return ", ".join(answers)
     return None
+
+
+def _last_paragraph(answers: list[str], gaps: list[str]) -> tuple[list[str], list[str]]:
+    """The boxes of the paragraph holding the last box: intermediate results boxed earlier are not final answers."""
+    k = len(answers) - 1
+    while k > 0 and "\n\n" not in gaps[k - 1]:
+        k -= 1
+    return answers[k:], gaps[k:]
 
 
 def _is_separator(gap: str) -> bool:

@@ -304,6 +304,9 @@ class Parser:
         if t.kind == "sym":
             return self._subscripted(t.text)
         if t.text in ("(", "["):
+            if self.at(")"):  # `n(\text{Neither})` once the word is gone
+                self.take()
+                return ("sym", "()")
             items = self.sequence(stop=(")", "]"))
             close = self.take().text
             if close not in (")", "]"):
