@@ -16,11 +16,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 TAIL_CHARS = 16_000  # how much of the answer region is read; final answers live at the end
+SEARCH_CHARS = 3_000  # "final answer is" and the fallback look only here: their regexes are not linear
 MAX_ANSWER_CHARS = 2_000  # an "answer" longer than this is not an answer
 FALLBACKS = ("last_math", "math_span", "last_number", "none")
 
 _BOX = re.compile(r"\\(?:boxed|fbox)\b\s*")
-_ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.S)
 _FINAL_PHRASES = ("final answer is", "final answer:", "the answer is", "answer is:")
 _FINAL = re.compile(
     r"(?:final answer is|final answer:|the answer is|answer is:)\s*(?:the final answer is)?\s*:?\s*(.+)",
@@ -150,15 +150,17 @@ def extract(text: str, *, think: bool = True, fallback: str = "last_math") -> Ex
     region, problem = answer_region(text, think)
     if problem:
         return Extraction(problem=problem)
-    tags = list(_ANSWER_TAG.finditer(region))
-    if tags:
-        region = tags[-1].group(1)
+    close = region.rfind("</answer>")
+    open_ = region.rfind("<answer>", 0, close) if close >= 0 else -1
+    if open_ >= 0:
+        region = region[open_ + len("<answer>") : close]
         boxes, gaps = find_boxes(region)
         if boxes:
             return _checked(boxes, gaps, "answer_tag")
         return _checked([region.strip().strip("$").strip()], [], "answer_tag")
     boxes, gaps = find_boxes(region)
-    final, final_at = _final_answer(region)
+    final, final_at = _final_answer(region[-SEARCH_CHARS:])
+    final_at += max(0, len(region) - SEARCH_CHARS)
     mathy = bool(re.search(r"[\d\\^=]", final))  # "the final answer is clearly highlighted" states nothing
     if boxes and (not mathy or final_at < region.rfind("\\boxed")):
         return _checked(boxes, gaps, "boxed")
@@ -170,7 +172,7 @@ def extract(text: str, *, think: bool = True, fallback: str = "last_math") -> Ex
     if len(short) <= _SHORT_ANSWER and not _PROSE.search(short) and short:
         return _checked([short.strip("$").strip()], [], "whole")
     if fallback != "none":
-        found = _fallback(region, fallback)
+        found = _fallback(region[-SEARCH_CHARS:], fallback)
         if found:
             return _checked([found], [], fallback)
     return Extraction(problem="no_answer")
