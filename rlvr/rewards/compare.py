@@ -13,7 +13,7 @@ a one-variable inequality equals an interval union when they agree at every endp
 from __future__ import annotations
 
 from fractions import Fraction
-from itertools import product
+from itertools import pairwise, product
 
 from rlvr.rewards.evaluate import Deadline, Inconclusive, Value, approx, evaluate
 from rlvr.rewards.parse import Node
@@ -239,12 +239,9 @@ class Comparer:
             eps = Fraction(1, 10**6)
             for p in ordered:
                 probes |= {p - eps, p + eps}
-            probes |= {(p + q) / 2 for p, q in zip(ordered, ordered[1:], strict=False)}
+            probes |= {(p + q) / 2 for p, q in pairwise(ordered)}
             probes |= {Fraction(-(10**6)), Fraction(10**6), Fraction(0)}
-            for p in probes:
-                if _holds(rel[1], items, var, p, self.deadline) != _inside(intervals, p):
-                    return False
-            return True
+            return all(_holds(rel[1], items, var, p, self.deadline) == _inside(intervals, p) for p in probes)
         except Inconclusive:
             return False
 
