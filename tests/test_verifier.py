@@ -86,6 +86,8 @@ EQUAL = [
     ("1 \\pm \\sqrt{2}", "1+\\sqrt2, 1-\\sqrt2"),
     ("\\tan^2 y + 1", "\\sec^2 y"),
     ("204_5", "204_{5}"),
+    ("7, -2, \\text{ and } -5", "-5, -2, 7"),
+    ("1,22", "1.22"),  # a decimal comma in the prediction
 ]
 
 NOT_EQUAL = [
@@ -103,6 +105,9 @@ NOT_EQUAL = [
     ("C", "D"),
     ("\\text{odd}", "\\text{oddd}"),
     ("5^{5^{5^{5^5}}}", "5^{5^{5^{5^4}}}"),
+    ("0.4", "0,4"),  # a gold `0,4` is two answers, not a decimal comma
+    ("0, 1", "[0, 1)"),  # an answer list is not a half-open interval
+    ("40_9", "40"),  # 40 in base 9 is 36
 ]
 
 

@@ -81,6 +81,8 @@ class Comparer:
         if len(xs) > MAX_ITEMS or len(ys) > MAX_ITEMS:
             return False
         ordered = a[0] == "tuple" or b[0] == "tuple"
+        if any(x[0] == "tuple" and len(x[1]) == 2 and (x[2], x[3]) != ("(", ")") for x in (a, b)):
+            return False  # [0, 1) is an interval, never the answer list 0, 1
         if ordered:
             return len(xs) == len(ys) and all(self._equal(x, y) for x, y in zip(xs, ys, strict=True))
         # set semantics: every item has an equal on the other side, both ways (duplicates do not count)
@@ -123,11 +125,12 @@ class Comparer:
             any(self._equal(x, y) for x in xs) for y in ys
         )
 
-    def _bases(self, a: Node, b: Node) -> bool:
-        if a[0] == b[0] == "base":
-            return a[1] == b[1] and a[2] == b[2]
-        base, other = (a, b) if a[0] == "base" else (b, a)
-        return other[0] == "num" and not other[2] and str(other[1]) == base[1].lstrip("0")
+    def _bases(self, pred: Node, gold: Node) -> bool:
+        if pred[0] == gold[0] == "base":
+            return pred[1] == gold[1] and pred[2] == gold[2]
+        if gold[0] == "base":  # gold 204_5, pred 204: the base left implicit
+            return pred[0] == "num" and not pred[2] and str(pred[1]) == gold[1].lstrip("0")
+        return self.scalars(pred, gold)  # pred 204_5 against a decimal gold: by value
 
     # -- scalars -----------------------------------------------------------------------------------------------------
     def scalars(self, a: Node, b: Node) -> bool:

@@ -184,9 +184,10 @@ def _equivalent(pred: str, gold: str, deadline: Deadline, rel_tol: float) -> str
     comparer = Comparer(deadline, rel_tol)
     if comparer.equal(node_p, node_g):
         return "math"
-    for text, other in ((sp, node_g), (sg, node_p)):  # a decimal comma: 1,22 for 1.22
+    # A decimal comma (1,22 for 1.22). A gold `0,4` is more likely two answers, so on the gold side only with 2+ digits.
+    for text, other, min_digits in ((sp, node_g, 1), (sg, node_p, 2)):
         comma = _DECIMAL_COMMA.match(text)
-        if comma and other[0] == "num":
+        if comma and len(comma.group(2)) >= min_digits and other[0] == "num":
             alt = _parse(f"{comma.group(1)}.{comma.group(2)}")
             if alt is not None and comparer.equal(alt, other):
                 return "math"

@@ -83,6 +83,7 @@ def _prepare(tokens: list[Token]) -> list[Token]:
         else:
             out.append(tokens[i])
         i += 1
+    out = [t for k, t in enumerate(out) if not (t.text == "," and k and out[k - 1].text == ",")]  # ", and"
     while out and out[-1].text in (",", ";", "."):
         out.pop()
     while out and out[0].text in (",", ";"):
