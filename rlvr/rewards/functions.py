@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 
+from rlvr.rewards.extract import answer_region
 from rlvr.rewards.language import language_consistency
 from rlvr.rewards.length import cosine_length, dapo_overlong, kimi_length_penalty
 from rlvr.rewards.math import verify
@@ -37,17 +38,6 @@ Reward = Callable[[str, str], float]  # (response, gold) -> scalar reward
 _THINK_THEN_REST = re.compile(r"<think>(.*?)</think>(.*)", re.S)
 _ANSWER_ONLY = re.compile(r"\s*<answer>(.*?)</answer>\s*", re.S)
 _NONEMPTY_BOX = re.compile(r"\\boxed\s*\{\s*[^\s}]")  # a \boxed{ with something in it
-
-
-def _answer_region(response: str) -> str:
-    """Where a final answer may sit: after the last `</think>`; nothing for an unfinished think block.
-
-    Mirrors what `verify` reads, so "has a boxed answer" and "is correct" look at the same text.
-    """
-    _, closed, tail = response.rpartition("</think>")
-    if closed:
-        return tail
-    return "" if "<think>" in response else response
 
 
 def accuracy(response: str, gold: str) -> float:
@@ -90,7 +80,7 @@ def deepscaler(response: str, gold: str) -> float:
     _, closed, tail = response.rpartition("</think>")
     if not closed:
         return 0.0
-    return accuracy(tail, gold)
+    return 1.0 if verify(tail, gold, fallback="none").correct else 0.0  # a box is required, as in DeepScaleR
 
 
 def simplerl(response: str, gold: str) -> float:
@@ -101,7 +91,8 @@ def simplerl(response: str, gold: str) -> float:
     an answer the verifier finds by a fallback (last number) without a box still gets −1: the −1 is there
     to teach the boxed format.
     """
-    if _NONEMPTY_BOX.search(_answer_region(response)) is None:
+    region, _ = answer_region(response)
+    if _NONEMPTY_BOX.search(region) is None:
         return -1.0
     return 1.0 if verify(response, gold).correct else -0.5
 
