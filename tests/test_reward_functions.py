@@ -34,7 +34,7 @@ def always_correct(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Make `verify` call everything correct; returns the responses it was asked about."""
     seen: list[str] = []
 
-    def fake(response: str, gold: str, *, timeout_s: float = 1.0) -> Verdict:
+    def fake(response: str, gold: str, **options: object) -> Verdict:
         seen.append(response)
         return Verdict(True, gold, "equal")
 
