@@ -32,7 +32,7 @@ def test_a_hanging_call_is_killed_and_the_rest_still_graded() -> None:
 def test_a_crashing_worker_is_replaced() -> None:
     with VerifierPool(1, fn=echo, timeout_s=0.3) as pool:
         verdicts = pool.grade([("CRASH", "x"), ("5", "5")])
-    assert verdicts[0].reason.startswith("error") and not verdicts[0].correct
+    assert verdicts[0].reason.startswith("crash") and not verdicts[0].correct
     assert verdicts[1].correct
 
 

@@ -24,8 +24,10 @@ one pool between threads at once (one `grade` stream at a time; use a pool per t
 
 from __future__ import annotations
 
+import contextlib
 import math
 import multiprocessing
+import os
 import signal
 import time
 from collections import deque
@@ -39,7 +41,9 @@ from rlvr.rewards.math import Verdict, verify
 DEFAULT_TIMEOUT_S = 1.0  # the cooperative limit handed to `fn` (verify's own default)
 SLACK_S = 0.5  # seconds past timeout_s before a worker is killed: verify returns within ms of its deadline
 CHUNK = 64  # tasks per message to a worker
-START_LIMIT_S = 60.0  # a worker not ready after this long is stuck (a spawn takes ~0.1 s, more on a busy host)
+START_LIMIT_S = (
+    60.0  # a worker not ready after this long is stuck (a spawn takes ~0.1 s, more on a busy host)
+)
 START_FAILURES = 3  # workers that die before they are ready, in a row, before we give up
 
 Task = tuple[int, str, str]  # (input index, response, gold)
@@ -52,23 +56,29 @@ class GradeFn(Protocol):
     def __call__(self, response: str, gold: str, *, timeout_s: float) -> Verdict: ...
 
 
-class GradingPool:
+class VerifierPool:
     """Worker processes that grade pairs; reuse one across many `grade` calls (a training run's steps).
 
-    workers: processes to run; 0 grades in the calling thread with only fn's cooperative limit (no kill).
+    workers: processes to run (None: one per CPU this process may use); 0 grades in the calling thread with only
+    fn's cooperative limit (no kill).
     timeout_s: the limit handed to fn; a call still running at timeout_s + slack_s has its worker killed.
     fn: module-level (picklable) grading function, `verify` by default; tests pass one that hangs.
+    `killed` and `crashed` count the workers lost to the time limit and to crashes.
     """
 
     def __init__(
         self,
-        workers: int,
+        workers: int | None = None,
         *,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         slack_s: float = SLACK_S,
         chunk: int = CHUNK,
         fn: GradeFn = verify,
     ):
+        if workers is None:
+            workers = (
+                len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+            )
         if workers < 0 or chunk < 1 or timeout_s <= 0 or slack_s < 0:
             raise ValueError(f"bad pool settings: {workers=} {chunk=} {timeout_s=} {slack_s=}")
         self.size = workers
@@ -79,17 +89,25 @@ class GradingPool:
         self._context = multiprocessing.get_context("spawn")
         self._workers: list[_Worker] = []
         self._start_failures = 0
+        self.killed = 0
+        self.crashed = 0
         self._streaming = False
         self._closed = False
         self._top_up()
 
-    def __enter__(self) -> GradingPool:
+    def __enter__(self) -> VerifierPool:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
     def grade(
+        self, pairs: Iterable[tuple[str, str]], *, progress: Callable[[int], object] | None = None
+    ) -> list[Verdict]:
+        """All verdicts for `pairs`, in input order (a batch: a training step's responses)."""
+        return list(self.imap(pairs, progress=progress))
+
+    def imap(
         self, pairs: Iterable[tuple[str, str]], *, progress: Callable[[int], object] | None = None
     ) -> Iterator[Verdict]:
         """Verdicts for `pairs`, one each, in input order, as they become available.
@@ -154,7 +172,9 @@ class GradingPool:
                     progress(finished)
         finally:
             self._streaming = False
-            for worker in [w for w in self._workers if w.pending]:  # abandoned mid-stream: nobody will read them
+            for worker in [
+                w for w in self._workers if w.pending
+            ]:  # abandoned mid-stream: nobody will read them
                 worker.stop(kill=True)
                 self._workers.remove(worker)
 
@@ -198,7 +218,10 @@ class GradingPool:
             except (EOFError, OSError):
                 worker.process.join(timeout=1.0)
                 code = worker.process.exitcode
-                finished += self._replace(worker, queue, done, f"crash: grading worker exited with code {code}")
+                self.crashed += 1
+                finished += self._replace(
+                    worker, queue, done, f"crash: grading worker exited with code {code}"
+                )
         return finished
 
     def _enforce_limits(self, queue: deque[Task], done: dict[int, Verdict]) -> int:
@@ -208,12 +231,17 @@ class GradingPool:
         for worker in list(self._workers):
             limit = self.limit_s if worker.ready else START_LIMIT_S
             if (worker.pending or not worker.ready) and now - worker.since > limit and not worker.conn.poll():
-                reason = f"timeout: grading worker killed after {now - worker.since:.2f} s (limit {limit:g} s)"
+                reason = (
+                    f"timeout: grading worker killed after {now - worker.since:.2f} s (limit {limit:g} s)"
+                )
                 worker.stop(kill=True)
+                self.killed += 1
                 finished += self._replace(worker, queue, done, reason)
         return finished
 
-    def _replace(self, worker: _Worker, queue: deque[Task], done: dict[int, Verdict] | None, reason: str) -> int:
+    def _replace(
+        self, worker: _Worker, queue: deque[Task], done: dict[int, Verdict] | None, reason: str
+    ) -> int:
         """Swap a dead or killed worker for a new one. Its current task gets `reason`; the rest go back to the queue."""
         worker.stop(kill=True)
         self._workers[self._workers.index(worker)] = _Worker(self._context, self.fn, self.timeout_s)
@@ -232,7 +260,7 @@ class GradingPool:
 def grade_many(
     pairs: Iterable[tuple[str, str]],
     *,
-    workers: int,
+    workers: int | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     slack_s: float = SLACK_S,
     chunk: int = CHUNK,
@@ -240,9 +268,9 @@ def grade_many(
     progress: Callable[[int], object] | None = None,
 ) -> Iterator[Verdict]:
     """One-shot grading: start a pool, stream verdicts in input order, stop the pool when the stream ends or is
-    dropped. For repeated batches (a training loop) keep a `GradingPool` instead: starting workers costs ~0.1 s."""
-    with GradingPool(workers, timeout_s=timeout_s, slack_s=slack_s, chunk=chunk, fn=fn) as pool:
-        yield from pool.grade(pairs, progress=progress)
+    dropped. For repeated batches (a training loop) keep a `VerifierPool` instead: starting workers costs ~0.1 s."""
+    with VerifierPool(workers, timeout_s=timeout_s, slack_s=slack_s, chunk=chunk, fn=fn) as pool:
+        yield from pool.imap(pairs, progress=progress)
 
 
 class _Worker:
@@ -258,6 +286,7 @@ class _Worker:
         self.ready = False  # it has said "ready": its clock runs only from then
         self.pending: deque[Task] = deque()  # sent to it and not answered; the first is the one it is on
         self.since = time.monotonic()  # when its current task (or its start-up) began, as seen from here
+        self.stopped = False
 
     def give(self, tasks: list[Task]) -> bool:
         """Send a chunk; False if the worker is gone. Only called when it is idle, so it is reading: no block."""
@@ -271,13 +300,12 @@ class _Worker:
 
     def stop(self, *, kill: bool) -> None:
         """End the process and reap it. Idempotent."""
-        if self.process._closed:  # type: ignore[attr-defined]
+        if self.stopped:
             return
+        self.stopped = True
         if not kill:
-            try:
+            with contextlib.suppress(OSError):  # already gone
                 self.conn.send(None)
-            except OSError:
-                pass
             self.process.join(timeout=1.0)
         if self.process.is_alive():
             self.process.kill()
