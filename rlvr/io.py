@@ -26,26 +26,34 @@ def read_jsonl(
 
     A line that is not a JSON object raises JsonlError — or, when `on_error` is given, is passed to it and skipped.
     """
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
+    # Read bytes, so that a line of bad UTF-8 is an error on that line rather than on the whole file.
+    with open(path, "rb") as f:
+        for line_no, raw in enumerate(f, start=1):
+            if not raw.strip():
                 continue
             try:
-                obj = json.loads(line)
-                if not isinstance(obj, dict):
-                    raise JsonlError(f"{path}:{line_no}: expected a JSON object, got {type(obj).__name__}")
-            except json.JSONDecodeError as e:
-                err = JsonlError(f"{path}:{line_no}: invalid JSON: {e.msg} (column {e.colno})")
-                if on_error is None:
-                    raise err from e
-                on_error(err)
-                continue
+                obj = _object(raw, first=line_no == 1)
             except JsonlError as err:
+                located = JsonlError(f"{path}:{line_no}: {err}")
                 if on_error is None:
-                    raise
-                on_error(err)
+                    raise located from None
+                on_error(located)
                 continue
             yield line_no, obj
+
+
+def _object(raw: bytes, *, first: bool) -> dict[str, Any]:
+    try:
+        line = raw.decode("utf-8-sig" if first else "utf-8")
+    except UnicodeDecodeError as e:
+        raise JsonlError(f"not UTF-8 (byte {e.start + 1})") from None
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise JsonlError(f"invalid JSON: {e.msg} (column {e.colno})") from None
+    if not isinstance(obj, dict):
+        raise JsonlError(f"expected a JSON object, got {type(obj).__name__}")
+    return obj
 
 
 @contextmanager
@@ -55,6 +63,9 @@ def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(
+            tmp, _new_file_mode(path)
+        )  # mkstemp makes it 0600; the result should look like any other file
         with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as f:
             yield f
             f.flush()
@@ -63,3 +74,13 @@ def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _new_file_mode(path: Path) -> int:
+    """The mode `path` has now, or what the umask gives a new file."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask

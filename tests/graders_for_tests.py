@@ -9,9 +9,11 @@ from rlvr.rewards.math import Verdict
 
 
 def echo(response: str, gold: str, *, timeout_s: float = 1.0) -> Verdict:
-    """Correct when response == gold; "HANG" blocks forever, "CRASH" kills the process."""
+    """Correct when response == gold; "HANG" blocks forever, "CRASH" kills the process, "RAISE" raises."""
     if response == "HANG":
         time.sleep(3600)
+    if response == "RAISE":
+        raise ZeroDivisionError("as asked")
     if response == "CRASH":
         os._exit(1)
     return Verdict(response == gold, response, "echo")

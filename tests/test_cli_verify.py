@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -91,3 +92,45 @@ def test_readme_commands_are_the_ones_that_work(tmp_path: Path, capsys: pytest.C
         (ROOT / "examples/responses.jsonl").read_text().splitlines()
     )
     assert "grep -m1 '# set-up + the tests' README.md" in (ROOT / ".ci/run").read_text()
+
+
+def test_help_lists_the_command_and_its_options(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv, expected in ((["--help"], "verify"), (["verify", "--help"], "--skip-bad")):
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        assert exit_.value.code == 0 and expected in capsys.readouterr().out
+
+
+def test_number_golds_and_overwritten_fields(tmp_path: Path) -> None:
+    rows = [
+        {"response": "\\boxed{27}", "answer": 27.0, "correct": "stale"},
+        {"response": "\\boxed{5}", "answer": 5, "reason": "stale"},
+        {"response": "\\boxed{0.0000001}", "answer": 1e-07},
+    ]
+    src = _write(tmp_path / "in.jsonl", [json.dumps(r) for r in rows])
+    out = tmp_path / "out.jsonl"
+    assert main(["verify", str(src), "-o", str(out), "--workers", "0", "--json"]) == 0
+    graded = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [g["correct"] for g in graded] == [True, True, True]
+    assert [g["answer"] for g in graded] == [27.0, 5, 1e-07]  # the input's own values are kept
+    assert list(graded[0]) == ["response", "answer", "correct", "extracted", "reason"]
+
+
+def test_an_error_midway_leaves_no_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(b"\n".join(line.encode() for line in _records(3)) + b'\n{"response": "\xff"}\n')
+    out = tmp_path / "out.jsonl"
+    assert main(["verify", str(src), "-o", str(out), "--workers", "1"]) == 2
+    assert f"{src}:4: not UTF-8" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == [src]  # neither OUT nor a temporary file
+
+
+def test_human_summary_and_output_mode(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = _write(tmp_path / "in.jsonl", _records(4))
+    out = tmp_path / "out.jsonl"
+    assert main(["verify", str(src), "-o", str(out), "--workers", "0"]) == 0
+    printed = capsys.readouterr().out
+    assert "graded 4 responses: 2 correct, 2 incorrect (accuracy 50.0%)" in printed and "calls/s" in printed
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # not the temporary file's private 0600
