@@ -117,9 +117,6 @@ class VerifierPool:
         """
         if self._closed:
             raise RuntimeError("the grading pool is closed")
-        if self._streaming:
-            raise RuntimeError("this grading pool is already streaming; use one pool per concurrent stream")
-        self._streaming = True
         if self.size == 0:
             return self._grade_here(pairs, progress)
         return self._stream(pairs, progress)
@@ -131,7 +128,16 @@ class VerifierPool:
             worker.stop(kill=bool(worker.pending) or not worker.ready)
         self._workers = []
 
-    def _grade_here(self, pairs: Iterable[tuple[str, str]], progress: Callable[[int], object] | None):
+    def _begin(self) -> None:
+        """Called when a stream starts (not when it is created, so one never iterated holds nothing)."""
+        if self._streaming:
+            raise RuntimeError("this grading pool is already streaming; use one pool per concurrent stream")
+        self._streaming = True
+
+    def _grade_here(
+        self, pairs: Iterable[tuple[str, str]], progress: Callable[[int], object] | None
+    ) -> Iterator[Verdict]:
+        self._begin()
         try:
             for response, gold in pairs:
                 yield Verdict(*_grade_one(self.fn, response, gold, self.timeout_s))
@@ -149,6 +155,7 @@ class VerifierPool:
         read = emitted = 0
         exhausted = False
         window = 4 * self.size * self.chunk  # read no further ahead than this past the next result to yield
+        self._begin()
         try:
             self._top_up()
             while True:
@@ -172,9 +179,8 @@ class VerifierPool:
                     progress(finished)
         finally:
             self._streaming = False
-            for worker in [
-                w for w in self._workers if w.pending
-            ]:  # abandoned mid-stream: nobody will read them
+            abandoned = [w for w in self._workers if w.pending]  # stopped mid-stream: nobody will read them
+            for worker in abandoned:
                 worker.stop(kill=True)
                 self._workers.remove(worker)
 
@@ -248,7 +254,11 @@ class VerifierPool:
         if not worker.ready:
             self._start_failures += 1
             if self._start_failures >= START_FAILURES:
-                raise RuntimeError(f"grading workers keep dying before they are ready (last: {reason})")
+                raise RuntimeError(
+                    f"grading workers keep dying before they are ready ({reason}); see their stderr. A spawned "
+                    "worker re-imports the main module: run from a file whose work is under "
+                    "`if __name__ == '__main__':`, with a module-level fn"
+                )
         if done is None or not worker.pending:
             return 0
         index, _, _ = worker.pending.popleft()
