@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from rlvr.io import JsonlError, read_jsonl
+
 Format = Literal["harness", "skythought_tools", "aime_preview", "plain"]
 
 
@@ -145,41 +147,43 @@ def read_adjudication(path: Path) -> dict[tuple[str, str], Adjudication]:
 # --- one reader per format; each turns one parsed record into responses --------------------------------
 
 
-def _harness_record(obj: dict[str, Any], name: str, line_no: int) -> list[LabeledResponse]:
-    responses, labels = _list(obj["code"], "code"), _list(obj["score"], "score")
+def _samples(
+    obj: dict[str, Any], name: str, *, id_key: str, gold_key: str, responses_key: str, labels_key: str
+) -> list[LabeledResponse]:
+    """One LabeledResponse per (response, label) pair of a record that holds several samples of one problem."""
+    responses, labels = _list(obj[responses_key], responses_key), _list(obj[labels_key], labels_key)
     if len(responses) != len(labels):
-        raise ValueError(f"{len(responses)} responses in 'code' but {len(labels)} labels in 'score'")
-    gold = _gold(obj["answer"], "answer")
+        raise ValueError(
+            f"{len(responses)} responses in {responses_key!r} but {len(labels)} labels in {labels_key!r}"
+        )
+    gold = _gold(obj[gold_key], gold_key)
     harness_gold = _gold(obj["gt"], "gt") if "gt" in obj else None
     return [
         LabeledResponse(
             file=name,
-            record_id=_sample_id(obj["idx"], k, len(responses)),
-            response=_str(resp, "code[]"),
+            record_id=_sample_id(obj[id_key], k, len(responses)),
+            response=_str(resp, f"{responses_key}[]"),
             gold=gold,
-            label=_bool(lab, "score[]"),
+            label=_bool(lab, f"{labels_key}[]"),
             harness_gold=harness_gold,
         )
         for k, (resp, lab) in enumerate(zip(responses, labels, strict=True))
     ]
 
 
+def _harness_record(obj: dict[str, Any], name: str, line_no: int) -> list[LabeledResponse]:
+    return _samples(obj, name, id_key="idx", gold_key="answer", responses_key="code", labels_key="score")
+
+
 def _aime_preview_record(obj: dict[str, Any], name: str, line_no: int) -> list[LabeledResponse]:
-    responses = _list(obj["generated_responses"], "generated_responses")
-    labels = _list(obj["answers_correctness"], "answers_correctness")
-    if len(responses) != len(labels):
-        raise ValueError(f"{len(responses)} responses but {len(labels)} labels in 'answers_correctness'")
-    gold = _gold(obj["gold_answer"], "gold_answer")
-    return [
-        LabeledResponse(
-            file=name,
-            record_id=_sample_id(obj["id"], k, len(responses)),
-            response=_str(resp, "generated_responses[]"),
-            gold=gold,
-            label=_bool(lab, "answers_correctness[]"),
-        )
-        for k, (resp, lab) in enumerate(zip(responses, labels, strict=True))
-    ]
+    return _samples(
+        obj,
+        name,
+        id_key="id",
+        gold_key="gold_answer",
+        responses_key="generated_responses",
+        labels_key="answers_correctness",
+    )
 
 
 def _plain_record(obj: dict[str, Any], name: str, line_no: int) -> list[LabeledResponse]:
@@ -264,21 +268,10 @@ def _first_jsonl_record(path: Path) -> dict[str, Any]:
 
 def _jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(1-based line number, object) for each non-blank line."""
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise GenerationFormatError(
-                    f"{path}:{line_no}: invalid JSON: {e.msg} (column {e.colno})"
-                ) from e
-            if not isinstance(obj, dict):
-                raise GenerationFormatError(
-                    f"{path}:{line_no}: expected a JSON object, got {type(obj).__name__}"
-                )
-            yield line_no, obj
+    try:
+        yield from read_jsonl(path)
+    except JsonlError as e:
+        raise GenerationFormatError(str(e)) from e
 
 
 def _load_json(path: Path) -> Any:
