@@ -19,14 +19,11 @@ from fractions import Fraction
 from typing import Any
 
 from rlvr.rewards.latex import Token, tokenize
+from rlvr.rewards.vocabulary import FUNCS, ParseError, is_text, resolve_words, skip_group
 
 Node = tuple[Any, ...]
 MAX_DEPTH = 60
 
-FUNCS = {
-    "sin", "cos", "tan", "sec", "csc", "cot", "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh",
-    "log", "ln", "lg", "exp", "det", "gcd", "lcm", "max", "min", "sgn", "arccot", "arcsec", "arccsc",
-}  # fmt: skip
 BIG_OPS = {"sum", "prod", "int", "lim", "oint", "iint"}
 RELATIONS = {
     "=": "=", "==": "=", "<": "<", ">": ">", "<=": "<=", ">=": ">=", "!=": "!=",
@@ -36,84 +33,14 @@ RELATIONS = {
     "->": "=", "=>": "=", "\\iff": "=", "\\Leftrightarrow": "=",
 }  # fmt: skip
 MUL_OPS = {"*", "\\cdot", "\\times", "\\ast", "/", "\\div", ":"}
-SEPARATOR_WORDS = {"and", "or", "und", "et"}
-PERCENT_WORDS = {"percent", "pct", "percentage"}
-# Two-letter words that are units or prose rather than a product of two symbols.
-UNIT_WORDS = {
-    "cm", "mm", "km", "kg", "mg", "ft", "yd", "mi", "hr", "ml", "lb", "oz", "sq", "cc", "mph", "am", "pm", "is", "so",
-    "of", "to", "at", "by", "if", "on", "as", "be", "we", "it", "mL", "dm", "in", "hrs", "min", "sec", "deg", "rad",
-}  # fmt: skip
 MATRIX_ENVS = {"pmatrix", "bmatrix", "vmatrix", "Bmatrix", "Vmatrix", "matrix", "smallmatrix", "array"}
 ATOM_CMDS = {"\\frac", "\\sqrt", "\\binom", "\\pi", "\\infty", "\\lbrace", "\\langle", "\\begin", "\\emptyset",
              "\\varnothing", "\\inf"}  # fmt: skip
 
 
-class ParseError(ValueError):
-    pass
-
-
-def _prepare(tokens: list[Token]) -> list[Token]:
-    """Resolve words: separators, percent, function names, infinity; drop units and prose after numbers."""
-    out: list[Token] = []
-    i = 0
-    while i < len(tokens):
-        kind, text = tokens[i]
-        if kind == "word" and i >= 2 and tokens[i - 2].text in ("\\begin", "\\end"):
-            out.append(tokens[i])  # an environment name
-        elif kind == "word":
-            low = text.lower()
-            if low in SEPARATOR_WORDS:
-                out.append(Token("op", ","))
-            elif low in PERCENT_WORDS:
-                out.append(Token("op", "%"))
-            elif low in ("infinity", "infty", "oo", "inf"):
-                out.append(Token("cmd", "\\infty"))
-            elif low in FUNCS or low in ("sqrt", "pi"):
-                out.append(Token("cmd", "\\" + low))
-            elif len(text) == 1:
-                out.append(Token("sym", text))
-            elif len(text) == 2 and text not in UNIT_WORDS:
-                out.extend([Token("sym", text[0]), Token("sym", text[1])])
-            elif i + 1 < len(tokens) and tokens[i + 1].text == "{":
-                raise ParseError(f"broken command {text}{{")  # `\text` mangled into a tab + "ext{"
-            else:  # a unit or a prose word: drop it, and a power written on it (cm^2)
-                if i + 2 < len(tokens) and tokens[i + 1].text == "^":
-                    i += 3 if tokens[i + 2].text != "{" else _skip_group(tokens, i + 2) - i
-                    continue
-        else:
-            out.append(tokens[i])
-        i += 1
-    out = [t for k, t in enumerate(out) if not (t.text == "," and k and out[k - 1].text == ",")]  # ", and"
-    while out and out[-1].text in (",", ";", "."):
-        out.pop()
-    while out and out[0].text in (",", ";"):
-        out.pop(0)
-    return out
-
-
-def _skip_group(tokens: list[Token], i: int) -> int:
-    depth = 0
-    while i < len(tokens):
-        depth += {"{": 1, "}": -1}.get(tokens[i].text, 0)
-        i += 1
-        if depth == 0:
-            break
-    return i
-
-
-def is_text(tokens: list[Token]) -> bool:
-    """True when an answer is prose (a name, a word) rather than mathematics."""
-    words = [t for t in tokens if t.kind == "word"]
-    if not words or any(t.kind == "num" for t in tokens):
-        return False
-    if any(t.kind == "cmd" and t.text not in ("\\lbrace", "\\rbrace") for t in tokens):
-        return False
-    return any(len(t.text) > 2 and t.text.lower() not in SEPARATOR_WORDS for t in words)
-
-
 class Parser:
     def __init__(self, tokens: list[Token]):
-        self.toks = _prepare(tokens)
+        self.toks = resolve_words(tokens)
         self.i = 0
         self.depth = 0
         self.abs_depth = 0
@@ -343,7 +270,7 @@ class Parser:
                 self.toks.insert(self.i, Token("num", t.text[1:]))
                 return t.text[0]
             return t.text
-        end = _skip_group(self.toks, self.i - 1)
+        end = skip_group(self.toks, self.i - 1)
         inner = "".join(x.text for x in self.toks[self.i : end - 1])
         self.i = end
         return "{" + inner + "}" if len(inner) > 1 else inner
@@ -428,7 +355,7 @@ class Parser:
         env = self.take().text
         self.expect("}")
         if env == "array" and self.at("{"):
-            self.i = _skip_group(self.toks, self.i)
+            self.i = skip_group(self.toks, self.i)
         rows: list[list[Node]] = [[]]
         while not self.at("\\end"):
             if self.peek() is None:
