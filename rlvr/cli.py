@@ -12,6 +12,7 @@ import argparse
 import sys
 from typing import Protocol
 
+from rlvr.data import command as data_command
 from rlvr.rewards import grade_file
 
 
@@ -25,6 +26,7 @@ class Command(Protocol):
 
 COMMANDS: dict[str, Command] = {
     "verify": grade_file,
+    "data": data_command,
 }
 
 

@@ -98,6 +98,19 @@ def is_equivalent(
         return False
 
 
+def is_gradable(gold: str) -> bool:
+    """Can rlvr grade against this gold: it parses (or is plain text) and equals itself. Never raises."""
+    try:
+        text = gold_answer(gold)
+        return (
+            bool(text)
+            and (_parse(text) is not None or bool(_CHOICE_GOLD.match(normalize(text))))
+            and is_equivalent(text, text)
+        )
+    except Exception:
+        return False
+
+
 def gold_answer(gold: str) -> str:
     """The gold as an answer string: boxes inside it are unwrapped (several boxes make a list)."""
     gold = str(gold).strip()
