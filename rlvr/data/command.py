@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from rlvr.data import registry
@@ -23,6 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     show.add_argument("--datasets", help="a YAML of your own registered sets")
     fetch = sub.add_parser("fetch", help="download a registered set into the cache and verify it")
     fetch.add_argument("name")
+    fetch.add_argument("--force", action="store_true", help="download again even if a verified copy is there")
     prepare = sub.add_parser("prepare", help="run a curation pipeline config (see recipes/data/)")
     prepare.add_argument("config", help="YAML: sources, steps, output")
     prepare.add_argument("overrides", nargs="*", help="key=value overrides of top-level config fields")
@@ -65,11 +67,15 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _fetch(args: argparse.Namespace) -> int:
-    from rlvr.data.fetch import fetch
+    from rlvr.data.fetch import FetchError, fetch
 
-    result = fetch(registry.resolve(args.name), registry.cache_dir())
+    try:
+        result = fetch(registry.resolve(args.name), registry.cache_dir(), force=args.force)
+    except FetchError as e:
+        print(f"rlvr data fetch: {e}", file=sys.stderr)
+        return 1
     print(result)
-    return 0
+    return 0 if result.ok else 1
 
 
 def _prepare(args: argparse.Namespace) -> int:
