@@ -88,6 +88,9 @@ EQUAL = [
     ("204_5", "204_{5}"),
     ("7, -2, \\text{ and } -5", "-5, -2, 7"),
     ("1,22", "1.22"),  # a decimal comma in the prediction
+    ("40", "40\\text{ min}"),  # a unit that is also a function name
+    ("8.24", "\\approx 8.24 \\text{ mph}"),
+    ("\\min(3, 4)", "3"),
 ]
 
 NOT_EQUAL = [

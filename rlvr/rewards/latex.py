@@ -75,6 +75,7 @@ def normalize(s: str) -> str:
     s = s.replace("\\{", " \\lbrace ").replace("\\}", " \\rbrace ")
     s = s.replace("\\lbrace", " \\lbrace ").replace("\\rbrace", " \\rbrace ")
     s = re.sub(r"\s+", " ", s).strip()
+    s = re.sub(r"^(?:\\approx|=|\\sim)\s*", "", s)  # "\approx 8.24": the value, not a relation
     s = s.rstrip(".\\").strip()
     s = _THOUSANDS.sub(lambda m: m.group(1) + m.group(2).replace(",", ""), s)
     m = _SPACE_THOUSANDS.match(s)

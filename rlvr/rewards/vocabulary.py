@@ -39,7 +39,7 @@ def resolve_words(tokens: list[Token]) -> list[Token]:
                 out.append(Token("op", "%"))
             elif low in ("infinity", "infty", "oo", "inf"):
                 out.append(Token("cmd", "\\infty"))
-            elif low in FUNCS or low in ("sqrt", "pi"):
+            elif (low in FUNCS and _applied(tokens, i)) or low in ("sqrt", "pi"):
                 out.append(Token("cmd", "\\" + low))
             elif len(text) == 1:
                 out.append(Token("sym", text))
@@ -80,3 +80,9 @@ def is_text(tokens: list[Token]) -> bool:
     if any(t.kind == "cmd" and t.text not in ("\\lbrace", "\\rbrace") for t in tokens):
         return False
     return any(len(t.text) > 2 and t.text.lower() not in SEPARATOR_WORDS for t in words)
+
+
+def _applied(tokens: list[Token], i: int) -> bool:
+    """A function word applied to something (`sin x`, `min(a, b)`), not a unit at the end (`40 min`, `5 sec`)."""
+    nxt = tokens[i + 1] if i + 1 < len(tokens) else None
+    return nxt is not None and (nxt.kind in ("num", "word", "cmd") or nxt.text in ("(", "^", "_", "{", "|"))
