@@ -18,7 +18,7 @@ or rewordings of the eval problem when read by hand (94%):
   `max_df=None, min_overlap=0.0` gives the plain rule back.
 On MATH train against MATH-500 the hits are mostly siblings rather than copies: one template with other numbers
 or another question on the same setup ("Altitudes AD and BE ... If angle BAC = 46 ..." vs "= 54 ..."). Whether
-those count as leaks is a recipe's choice; raising `min_overlap` to 0.7 keeps about a third of the hits.
+those count as leaks is a recipe's choice; raising `min_overlap` to 0.7 keeps about a quarter of the hits.
 A problem shorter than n tokens is one "n-gram" of all its tokens, so it matches only a whole-text equal.
 
 `exact_ignoring_digits` — Light-R1's check: equal once lowercased and every digit, `$` and whitespace is removed,
