@@ -51,13 +51,18 @@ def _setup(tmp_path: Path, steps: str, **extra: str) -> Path:
     return config
 
 
-def _run(config: Path, capsys: pytest.CaptureFixture[str], *args: str) -> dict:
+def _prepare(config: Path, *args: str) -> int:
+    """`rlvr data prepare` run from the config's directory, as a user would."""
     cwd = os.getcwd()
     os.chdir(config.parent)
     try:
-        assert main(["data", "prepare", config.name, "--json", *args]) == 0
+        return main(["data", "prepare", str(config), *args])
     finally:
         os.chdir(cwd)
+
+
+def _run(config: Path, capsys: pytest.CaptureFixture[str]) -> dict:
+    assert _prepare(config, "--json") == 0
     return json.loads(capsys.readouterr().out)
 
 
@@ -101,13 +106,7 @@ def test_difficulty_filter_keeps_the_band(tmp_path: Path, capsys: pytest.Capture
 def test_bad_config_fails_without_output(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], steps: str, message: str
 ) -> None:
-    config = _setup(tmp_path, steps)
-    cwd = os.getcwd()
-    os.chdir(tmp_path)
-    try:
-        assert main(["data", "prepare", config.name]) == 2
-    finally:
-        os.chdir(cwd)
+    assert _prepare(_setup(tmp_path, steps)) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
@@ -116,12 +115,7 @@ def test_bad_source_line_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[
     config = _setup(tmp_path, "  - normalise\n")
     with (tmp_path / "train.jsonl").open("a") as f:
         f.write('{"id": "z", "problem": 5, "answer": "1"}\n')
-    cwd = os.getcwd()
-    os.chdir(tmp_path)
-    try:
-        assert main(["data", "prepare", config.name]) == 2
-    finally:
-        os.chdir(cwd)
+    assert _prepare(config) == 2
     err = capsys.readouterr().err
     assert "train.jsonl:8" in err and "problem" in err
     assert not (tmp_path / "out").exists()
@@ -129,15 +123,13 @@ def test_bad_source_line_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[
 
 @pytest.mark.data
 @pytest.mark.skipif(not os.environ.get("RLVR_DATA_DIR"), reason="RLVR_DATA_DIR is not set")
-def test_deepscaler_preset_on_the_real_sources(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_deepscaler_preset_on_the_real_sources(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     preset = Path(__file__).resolve().parents[1] / "rlvr" / "recipes" / "data" / "deepscaler.yaml"
     start = time.monotonic()
-    cwd = os.getcwd()
-    os.chdir(tmp_path)
-    try:
-        assert main(["data", "prepare", str(preset), "--json"]) == 0
-    finally:
-        os.chdir(cwd)
+    monkeypatch.chdir(tmp_path)
+    assert main(["data", "prepare", str(preset), "--json"]) == 0
     assert time.monotonic() - start < 300
     report = json.loads(capsys.readouterr().out)
     decon = next(s for s in report["steps"] if s["name"] == "decontaminate")

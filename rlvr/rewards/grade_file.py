@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
+from rlvr.data.schema import answer_text
 from rlvr.io import JsonlError, atomic_write, read_jsonl
 from rlvr.rewards.pool import DEFAULT_TIMEOUT_S, SLACK_S, VerifierPool
 
@@ -117,10 +116,9 @@ def _text(record: dict[str, Any], key: str, where: str) -> str:
     value = record[key]
     if isinstance(value, str):
         return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    if isinstance(value, float) and math.isfinite(value):
-        return str(int(value)) if value.is_integer() else format(Decimal(repr(value)), "f")
+    text = answer_text(value)
+    if text is not None:
+        return text
     raise JsonlError(f"{where}: field {key!r} must be a string or a number, got {type(value).__name__}")
 
 
