@@ -1,0 +1,104 @@
+"""Load and save Hugging Face checkpoints (config + safetensors + tokenizer) from local paths.
+
+No hub: a path that is not a local checkpoint directory is an error that says what is missing. Saving writes the
+standard layout (`config.json`, `model.safetensors`, tokenizer files), so transformers and vLLM load the result, and
+writes it atomically: into a temporary directory beside the target, renamed over it when complete.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+SUPPORTED = ("qwen2", "llama")  # model_type values the trainer and the fast rollout engine know
+
+
+def _check_dir(path: Path) -> None:
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path}: no such checkpoint directory (models load from local paths only)")
+    if not (path / "config.json").exists():
+        raise FileNotFoundError(f"{path}: missing config.json — not a Hugging Face checkpoint directory")
+    weights = list(path.glob("*.safetensors")) + list(path.glob("pytorch_model*.bin"))
+    if not weights:
+        raise FileNotFoundError(
+            f"{path}: no weights (*.safetensors or pytorch_model*.bin) next to config.json"
+        )
+    index = path / "model.safetensors.index.json"
+    if index.exists():
+        import json
+
+        shards = set(json.loads(index.read_text())["weight_map"].values())
+        missing = sorted(s for s in shards if not (path / s).exists())
+        if missing:
+            raise FileNotFoundError(
+                f"{path}: weight shard(s) listed in {index.name} are missing: {', '.join(missing)}"
+            )
+
+
+def load_model(
+    path: str | Path, *, dtype: str = "auto", device: str = "cpu", gradient_checkpointing: bool = False
+) -> Any:
+    """A causal LM from a local checkpoint. dtype "auto" keeps the checkpoint's; bfloat16 only where supported."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    path = Path(path)
+    _check_dir(path)
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    config = AutoConfig.from_pretrained(path, local_files_only=True)
+    if config.model_type not in SUPPORTED:
+        raise ValueError(
+            f"{path}: model_type {config.model_type!r} is not supported; rlvr supports {', '.join(SUPPORTED)}"
+        )
+    model = AutoModelForCausalLM.from_pretrained(
+        path, dtype="auto" if dtype == "auto" else getattr(torch, dtype), local_files_only=True
+    )
+    model.to(device)
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+    return model
+
+
+def load_tokenizer(path: str | Path, *, require_chat_template: bool = False) -> Any:
+    from transformers import AutoTokenizer
+
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path}: no such tokenizer directory")
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    if require_chat_template and not getattr(tokenizer, "chat_template", None):
+        raise ValueError(
+            f"{path}: the tokenizer has no chat template, and this run needs one (use template r1_zero)"
+        )
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token  # Llama ships without one; padding is masked anyway
+    return tokenizer
+
+
+def save_checkpoint(model: Any, tokenizer: Any, path: str | Path) -> Path:
+    """Write model (safetensors) and tokenizer to `path`, atomically; an existing checkpoint is replaced whole."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        if path.exists():
+            old = path.with_name(f".{path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
