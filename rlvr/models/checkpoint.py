@@ -58,7 +58,7 @@ def load_model(
     model = AutoModelForCausalLM.from_pretrained(
         path, dtype="auto" if dtype == "auto" else getattr(torch, dtype), local_files_only=True
     )
-    model.to(device)
+    model = model.to(device)  # type: ignore[arg-type]
     if gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
