@@ -1,0 +1,84 @@
+"""Tiny builders, the tokenizer, and checkpoints that plain transformers loads back with identical logits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from rlvr.data.templates import render
+from rlvr.models.checkpoint import load_model, load_tokenizer, save_checkpoint
+from rlvr.models.tiny import build_tiny_model
+from rlvr.models.tokenizer import build_tiny_tokenizer
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "llama"])
+def test_saved_checkpoint_loads_back_with_plain_transformers(arch: str, tmp_path: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model, tokenizer = build_tiny_model(arch, seed=3), build_tiny_tokenizer()
+    path = save_checkpoint(model, tokenizer, tmp_path / "ckpt")
+    assert (path / "config.json").exists() and (path / "model.safetensors").exists()
+    reloaded = AutoModelForCausalLM.from_pretrained(path)
+    ids = torch.randint(0, len(tokenizer), (3, 17))
+    with torch.no_grad():
+        assert torch.equal(model(ids).logits, reloaded(ids).logits)
+    assert AutoTokenizer.from_pretrained(path).chat_template == tokenizer.chat_template
+    ours = load_model(path, dtype="float32", gradient_checkpointing=True)
+    assert ours.config.model_type == arch and not ours.config.use_cache
+    assert getattr(ours, "is_activation_checkpointing", None) or ours.is_gradient_checkpointing
+
+
+def test_saving_over_a_checkpoint_replaces_it_whole(tmp_path: Path) -> None:
+    save_checkpoint(build_tiny_model(seed=1), build_tiny_tokenizer(), tmp_path / "ckpt")
+    (tmp_path / "ckpt" / "stale.txt").write_text("from the old checkpoint")
+    save_checkpoint(build_tiny_model(seed=2), build_tiny_tokenizer(), tmp_path / "ckpt")
+    assert not (tmp_path / "ckpt" / "stale.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]  # no temporary directories left
+
+
+def test_tokenizer_round_trips_and_keeps_r1_tokens_whole() -> None:
+    tok = build_tiny_tokenizer()
+    text = "<think>2 + 3 = 5\n</think> <answer>5</answer>"
+    ids = tok(text)["input_ids"]
+    assert tok.decode(ids) == text
+    assert ids[0] == tok.convert_tokens_to_ids("<think>")
+    assert tok.decode(ids, skip_special_tokens=True) == "2 + 3 = 5\n 5"
+    prompt = render("qwen_math", "What is 2+3?", tok)
+    assert prompt.startswith("<|im_start|>system\nPlease reason step by step") and prompt.endswith(
+        "<|im_start|>assistant\n"
+    )
+
+
+def test_missing_checkpoint_files_are_named(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no such checkpoint directory"):
+        load_model(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"missing config\.json"):
+        load_model(tmp_path / "empty")
+    path = save_checkpoint(build_tiny_model(), build_tiny_tokenizer(), tmp_path / "ckpt")
+    (path / "model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match=r"no weights \(\*\.safetensors"):
+        load_model(path)
+
+
+def test_unsupported_architecture_is_refused(tmp_path: Path) -> None:
+    path = save_checkpoint(build_tiny_model(), build_tiny_tokenizer(), tmp_path / "ckpt")
+    config = json.loads((path / "config.json").read_text())
+    config["model_type"] = "gpt2"
+    (path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="model_type 'gpt2' is not supported"):
+        load_model(path)
+
+
+def test_tokenizer_without_chat_template_is_refused_where_required(tmp_path: Path) -> None:
+    tok = build_tiny_tokenizer()
+    tok.chat_template = None
+    path = save_checkpoint(build_tiny_model(), tok, tmp_path / "ckpt")
+    assert load_tokenizer(path).chat_template is None
+    with pytest.raises(ValueError, match="no chat template"):
+        load_tokenizer(path, require_chat_template=True)
+    with pytest.raises(ValueError, match="this tokenizer has none"):
+        render("deepscaler", "Q?", load_tokenizer(path))
