@@ -1,0 +1,218 @@
+"""Per-token log-probs and entropies of a batch under a causal LM, without materialising (B, T, V) logits.
+
+Full float32 logits of a batch cost B*T*V*4 bytes: 8K tokens of Qwen2 (V = 151,936) is 5 GB, and autograd keeps a
+log-softmax of the same size for backward. Here the backbone runs once (hidden states (B, T, H)), and the LM head
+projects C = `chunk_size` positions at a time: logits (C, V) upcast to float32, divided by the temperature,
+log-softmax, the target token's log-prob gathered, the entropy reduced. Only per-token results leave a chunk.
+
+Memory. With gradients on, each chunk runs under `torch.utils.checkpoint`: its forward keeps nothing of size V, and
+backward recomputes the chunk's logits, one chunk at a time. Without the checkpoint autograd would keep every
+chunk's (C, V) log-softmax and the total would be the full B*T*V*4 bytes again. Peak memory beyond the model and its
+hidden states is therefore a few (C, V) float32 tensors alive together — logits, log-softmax, and the entropy's p and
+p*log p, or their gradients in backward: about 4*C*V*4 bytes. With V = 151,936 and C = 1024 that is ~0.6 GB per
+C*V*4, ~2.5 GB peak, whatever B*T is. (tests/test_logprobs.py checks the no-grad and checkpointed paths never build
+a tensor larger than C*V elements and save nothing of size V for backward, with V = 32K and B*T = 8K.)
+
+Alignment. Results have the shape of `input_ids`, (B, T): `logp[b, t] = log p(input_ids[b, t] | tokens before t of
+the same sequence)`. A position with no prediction — the first token of a sequence (t = 0, the first real token after
+left padding, the first token of each packed sequence), padding, or outside `target_mask` — holds 0 and is False in
+the returned `mask`. So a completion mask over `input_ids` is directly the loss mask; `extract_completions` turns it
+into (B, C) rows aligned with a rollout's per-token `logprobs`.
+
+The backbone (`model.get_decoder()`) and the head (`model.get_output_embeddings()`) are called directly, not
+`model(...)`: a wrapper that acts in the top module's forward (DDP's gradient sync, FSDP's root unshard) does not
+see this call; wrap the call in a module whose forward it is, or shard the head and backbone as their own units.
+
+Only a plain linear head is handled (logits = hidden @ W.T + b), as in Qwen2 and Llama: no logit soft-capping or
+scaling (Gemma, Cohere would need it here).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.checkpoint import checkpoint
+
+from rlvr.models.packing import attention_mask_for, continues_sequence
+
+# "none": no entropy; "detached": entropy without gradient (logging); "grad": entropy the loss may differentiate.
+EntropyMode = Literal["none", "detached", "grad"]
+
+
+@dataclass(frozen=True, slots=True)
+class TokenLogprobs:
+    logp: Tensor  # (B, T) float32, log p(input_ids[b, t] | earlier tokens of its sequence); 0 where not mask
+    entropy: (
+        Tensor | None
+    )  # (B, T) float32, entropy of the distribution that predicted token t; None for "none"
+    mask: Tensor  # (B, T) bool, positions that hold a value
+
+
+def _chunk_stats(
+    hidden: Tensor,  # (C, H)
+    weight: Tensor,  # (V, H)
+    bias: Tensor | None,  # (V,)
+    targets: Tensor,  # (C,)
+    temperature: float,
+    entropy: EntropyMode,
+) -> tuple[Tensor, Tensor]:
+    """Log-prob of each target and the entropy, (C,) and (C,) (empty for "none"), of one chunk of positions."""
+    logits = F.linear(hidden, weight, bias).float()  # (C, V) float32
+    if temperature != 1.0:
+        logits = logits / temperature
+    logp_all = torch.log_softmax(logits, dim=-1)  # (C, V)
+    del logits
+    logp = logp_all.gather(-1, targets[:, None]).squeeze(-1)  # (C,)
+    if entropy == "none":
+        return logp, logp.new_empty(0)
+    if entropy == "detached":
+        with torch.no_grad():
+            p_logp = logp_all.exp().mul_(logp_all)  # (C, V) p log p, in place: one (C, V) temporary
+            return logp, -p_logp.sum(-1)
+    return logp, -(logp_all.exp() * logp_all).sum(-1)  # (C,)
+
+
+def head_logprobs(
+    hidden: Tensor,
+    weight: Tensor,
+    targets: Tensor,
+    *,
+    bias: Tensor | None = None,
+    temperature: float = 1.0,
+    chunk_size: int = 1024,
+    entropy: EntropyMode = "detached",
+) -> tuple[Tensor, Tensor | None]:
+    """Log-probs of `targets` and entropies under the linear head `weight`, `chunk_size` rows at a time.
+
+    hidden: (N, H) final hidden states (after the backbone's last norm), any dtype.
+    weight: (V, H) the LM head (`model.lm_head.weight`); bias: (V,) or None.
+    targets: (N,) long, the token each row predicts.
+    Returns logp (N,) float32 and entropy (N,) float32 (None for "none"). Differentiable in hidden, weight, bias
+    when grad is enabled; each chunk is then checkpointed (see the module docstring for the memory bound).
+    """
+    if chunk_size < 1 or temperature <= 0:
+        raise ValueError("need chunk_size >= 1 and temperature > 0")
+    params = (hidden, weight) if bias is None else (hidden, weight, bias)
+    use_checkpoint = torch.is_grad_enabled() and any(t.requires_grad for t in params)
+    logps: list[Tensor] = []
+    entropies: list[Tensor] = []
+    for start in range(0, hidden.shape[0], chunk_size):
+        h = hidden[start : start + chunk_size]  # (C, H)
+        y = targets[start : start + chunk_size]  # (C,)
+        if use_checkpoint:
+            logp, ent = checkpoint(
+                _chunk_stats,
+                h,
+                weight,
+                bias,
+                y,
+                temperature,
+                entropy,
+                use_reentrant=False,
+                preserve_rng_state=False,
+            )  # (C,), (C,)
+        else:
+            logp, ent = _chunk_stats(h, weight, bias, y, temperature, entropy)
+        logps.append(logp)
+        entropies.append(ent)
+    if not logps:
+        empty = hidden.new_zeros(0, dtype=torch.float32)
+        return empty, None if entropy == "none" else empty
+    return torch.cat(logps), None if entropy == "none" else torch.cat(entropies)  # (N,), (N,)
+
+
+def token_logprobs(
+    model: Any,
+    input_ids: Tensor,
+    attention_mask: Tensor | None = None,
+    position_ids: Tensor | None = None,
+    *,
+    target_mask: Tensor | None = None,
+    temperature: float = 1.0,
+    chunk_size: int = 1024,
+    entropy: EntropyMode = "detached",
+) -> TokenLogprobs:
+    """Per-token log-probs (and entropies) of `input_ids` (B, T) under a Hugging Face causal LM.
+
+    Layouts:
+      padded: `attention_mask` (B, T), 1 on real tokens, left or right padding (or both). Positions count real
+        tokens from 0, as a generation engine numbers them, unless `position_ids` are given.
+      packed: `attention_mask` None and `position_ids` (B, T) restarting at 0 at each sequence (from `pack`). A
+        block-diagonal causal mask keeps sequences from attending to each other, and the first token of each
+        sequence gets no log-prob: nothing is conditioned on the previous sequence.
+      neither: every row is one unpadded sequence.
+    target_mask: (B, T) bool, the only positions whose log-prob is wanted (e.g. completion tokens); the LM head then
+      runs on those positions alone, which saves its cost on prompts and padding.
+    Gradients reach the model through `logp` (and `entropy` when "grad"). See the module docstring for alignment.
+    """
+    B, T = input_ids.shape
+    if attention_mask is not None:
+        if attention_mask.shape != (B, T):
+            raise ValueError(f"attention_mask must be 2D {(B, T)}, got {tuple(attention_mask.shape)}")
+        real = attention_mask.bool()  # (B, T)
+        if position_ids is None:
+            position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, T)
+        mask = real.clone()
+        mask[:, 0] = False
+        mask[:, 1:] &= real[:, :-1]  # both the token and the one predicting it are real
+        model_mask: Tensor | None = attention_mask
+    elif position_ids is not None:
+        mask = continues_sequence(position_ids)  # (B, T)
+        model_mask = attention_mask_for(model, position_ids)  # (B, 1, T, T) or None
+    else:
+        mask = torch.ones(B, T, dtype=torch.bool, device=input_ids.device)
+        mask[:, 0] = False
+        model_mask = None
+    if target_mask is not None:
+        mask = mask & target_mask.bool()
+
+    hidden = model.get_decoder()(
+        input_ids=input_ids, attention_mask=model_mask, position_ids=position_ids, use_cache=False
+    ).last_hidden_state  # (B, T, H)
+    rows = hidden[:, :-1][mask[:, 1:]]  # (N, H) the state before each wanted token
+    targets = input_ids[:, 1:][mask[:, 1:]]  # (N,)
+    head = model.get_output_embeddings()
+    logp_flat, ent_flat = head_logprobs(
+        rows,
+        head.weight,
+        targets,
+        bias=head.bias,
+        temperature=temperature,
+        chunk_size=chunk_size,
+        entropy=entropy,
+    )
+    logp = _scatter(logp_flat, mask)
+    ent = None if ent_flat is None else _scatter(ent_flat, mask)
+    return TokenLogprobs(logp=logp, entropy=ent, mask=mask)
+
+
+def _scatter(values: Tensor, mask: Tensor) -> Tensor:
+    """(N,) values into a (B, T) float32 zero tensor at the N True positions of `mask`; differentiable."""
+    out = values.new_zeros(mask.shape, dtype=torch.float32)  # (B, T)
+    return out.masked_scatter(mask, values.float())
+
+
+def completion_mask(attention_mask: Tensor, prompt_lengths: Tensor) -> Tensor:
+    """(B, T) bool: real tokens after the first `prompt_lengths[b]` real tokens of row b (left or right padding).
+
+    attention_mask: (B, T), 1 on real tokens; prompt_lengths: (B,) long, prompt tokens per row (each >= 1).
+    """
+    rank = attention_mask.long().cumsum(-1)  # (B, T) 1-based index among real tokens
+    return attention_mask.bool() & (rank > prompt_lengths[:, None])
+
+
+def extract_completions(values: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """The masked entries of each row, left-aligned: (B, C) values and (B, C) bool mask, C = most True in a row.
+
+    values: (B, T); mask: (B, T) bool. With a completion mask, row b of the result is in the order of its
+    completion tokens, like `Rollout.logprobs`; zero-padded on the right. Differentiable in `values`.
+    """
+    counts = mask.sum(-1)  # (B,)
+    C = int(counts.max()) if counts.numel() else 0
+    out_mask = torch.arange(C, device=mask.device)[None, :] < counts[:, None]  # (B, C)
+    out = values.new_zeros(mask.shape[0], C).masked_scatter(out_mask, values[mask])  # (B, C)
+    return out, out_mask
