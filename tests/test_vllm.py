@@ -1,11 +1,13 @@
 """VLLMEngine against the Hugging Face model it serves: greedy parity, policy log-probs, weight pushes, sleep/wake.
 
 Needs the vllm extra and a CUDA GPU (the module is skipped otherwise) and is slow (an engine start): opt in with
-`pytest -m slow tests/test_vllm.py`. The mapping to and from vLLM's types is tested on CPU in test_vllm_mapping.py.
+`pytest -m slow tests/test_vllm.py`. The adapter's mappings and bookkeeping are tested on CPU in
+test_vllm_adapter.py.
 
-The reference is the same checkpoint under plain transformers in float32; vLLM runs it in float16. Random tiny
-models have near-uniform logits, where float16 rounding flips argmaxes, so the LM head is scaled up (logits with a
-spread of ~7 nats) and greedy paths may part only at a near-tie, which is checked, not assumed.
+The reference is the same checkpoint in float32 under rlvr's HF engine (greedy) and a plain forward (log-probs);
+vLLM runs it in float16. Random tiny models have near-uniform logits, where float16 rounding flips argmaxes, so the
+LM head is scaled up (logits with a spread of ~7 nats) and greedy paths may part only at a near-tie, which is
+checked, not assumed.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ pytest.importorskip("vllm")
 from rlvr.models.checkpoint import save_checkpoint  # noqa: E402
 from rlvr.models.tiny import build_tiny_model  # noqa: E402
 from rlvr.models.tokenizer import build_tiny_tokenizer  # noqa: E402
+from rlvr.rollout.hf import HFEngine  # noqa: E402
 from rlvr.rollout.text import completion_text  # noqa: E402
 from rlvr.rollout.types import Rollout, SamplingParams  # noqa: E402
 from rlvr.rollout.vllm import VLLMEngine  # noqa: E402
@@ -66,13 +69,6 @@ def logits_after(model: Any, ids: list[int]) -> Any:
     return model(torch.tensor([ids], device="cuda")).logits[0].float()
 
 
-def reference_greedy(model: Any, prompt_ids: list[int], max_new: int, eos: tuple[int, ...]) -> list[int]:
-    out: list[int] = []
-    while len(out) < max_new and not (out and out[-1] in eos):
-        out.append(int(logits_after(model, prompt_ids + out)[-1].argmax()))
-    return out
-
-
 def reference_logprobs(model: Any, rollout: Rollout) -> list[float]:
     """Temperature-1 log-probs of the completion's tokens: the convention Rollout.logprobs follows."""
     logp = logits_after(model, rollout.prompt_ids + rollout.completion_ids).log_softmax(-1)
@@ -80,19 +76,25 @@ def reference_logprobs(model: Any, rollout: Rollout) -> list[float]:
     return rows.gather(-1, torch.tensor(rollout.completion_ids, device="cuda")[:, None])[:, 0].tolist()
 
 
-def assert_greedy_parity(model: Any, rollouts: list[Rollout], eos: tuple[int, ...]) -> None:
-    for r in rollouts:
-        ref = reference_greedy(model, r.prompt_ids, GREEDY.max_new_tokens, eos)
-        for k, (ours, theirs) in enumerate(zip(r.completion_ids, ref, strict=False)):
-            if ours != theirs:  # allowed only where the reference itself nearly ties
-                row = logits_after(model, r.prompt_ids + ref[:k])[-1]
+def assert_greedy_parity(model: Any, tokenizer: Any, rollouts: list[Rollout]) -> None:
+    """vLLM's greedy completions are rlvr's HF engine's, except past a point where the reference nearly ties."""
+    prompts = [PROMPTS[r.prompt_index] for r in rollouts]
+    for r, ref in zip(rollouts, HFEngine(model, tokenizer).generate(prompts, GREEDY), strict=True):
+        assert r.prompt_ids == ref.prompt_ids
+        for k, (ours, theirs) in enumerate(zip(r.completion_ids, ref.completion_ids, strict=False)):
+            if ours != theirs:
+                row = logits_after(model, r.prompt_ids + ref.completion_ids[:k])[-1]
                 gap = float(row[theirs] - row[ours])
                 assert gap < TIE, (
                     f"prompt {r.prompt_index}: token {k} is {ours}, reference {theirs} by {gap:.3f}"
                 )
                 break
         else:
-            assert r.completion_ids == ref
+            assert (r.completion_ids, r.text, r.finish_reason) == (
+                ref.completion_ids,
+                ref.text,
+                ref.finish_reason,
+            )
 
 
 def test_greedy_matches_the_hf_model_token_for_token(setup: Any) -> None:
@@ -106,7 +108,7 @@ def test_greedy_matches_the_hf_model_token_for_token(setup: Any) -> None:
         ended_on_eos = r.completion_ids[-1] in engine.eos
         assert r.finish_reason == ("stop" if ended_on_eos else "length")
         assert ended_on_eos or len(r.completion_ids) == GREEDY.max_new_tokens
-    assert_greedy_parity(policy, rollouts, engine.eos)
+    assert_greedy_parity(policy, tokenizer, rollouts)
 
 
 def test_logprobs_are_the_temperature_one_policy_logprobs(setup: Any) -> None:
@@ -156,12 +158,12 @@ def test_stop_string_ends_the_completion_and_stays_in_the_text(setup: Any) -> No
 
 
 def test_pushed_weights_change_the_outputs_and_come_back(setup: Any) -> None:
-    engine, _, policy, other = setup
+    engine, tokenizer, policy, other = setup
     before = engine.generate(PROMPTS, GREEDY)
     engine.load_weights(other.named_parameters())
     pushed = engine.generate(PROMPTS, GREEDY)
     assert [r.completion_ids for r in pushed] != [r.completion_ids for r in before]
-    assert_greedy_parity(other, pushed, engine.eos)
+    assert_greedy_parity(other, tokenizer, pushed)
     engine.load_weights((name, p.detach().cpu()) for name, p in policy.named_parameters())  # any device
     assert [r.completion_ids for r in engine.generate(PROMPTS, GREEDY)] == [r.completion_ids for r in before]
     with pytest.raises(ValueError, match="took none"):
