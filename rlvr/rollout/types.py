@@ -17,6 +17,7 @@ class SamplingParams:
         str, ...
     ] = ()  # stop strings: a completion ends after the first one it produces (kept in the text)
     seed: int | None = None  # same seed, same prompts, same params -> same completions
+    ignore_eos: bool = False  # run past eos to a stop string or max_new_tokens (benchmarks; vLLM's name)
 
     def __post_init__(self) -> None:
         if self.n < 1 or self.max_new_tokens < 1:
@@ -37,9 +38,9 @@ class Rollout:
     sample_index: int  # which of its n completions
     prompt_ids: list[int]
     completion_ids: list[int]  # includes the eos token when the completion stopped on it
-    text: str  # the decoded completion, special tokens skipped
+    text: str  # the decoded completion without eos/pad; other special tokens (<think>, <answer>) kept
     logprobs: list[float] = field(default_factory=list)  # one per completion token
-    finish_reason: Literal["stop", "length"] = "length"
+    finish_reason: Literal["stop", "length"] = "length"  # stop: eos or a stop string; length: out of budget
 
 
 class RolloutEngine(Protocol):
