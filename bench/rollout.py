@@ -1,0 +1,238 @@
+"""Rollout throughput: FastEngine vs HFEngine (transformers `generate`) on the same model, prompts and settings.
+
+    python bench/rollout.py                                   # tiny Qwen2, CPU, 16 prompts x n=4 x 128 new tokens
+    python bench/rollout.py --arch llama --threads 1 --repeats 5
+    python bench/rollout.py --device cuda --model-shape qwen2.5-1.5b --prompts 64 --n 8 --max-new-tokens 512
+
+Both engines sample the same prompts with the same SamplingParams, side by side in one process: one untimed
+warm-up call each, then `--repeats` timed calls, alternating, so drift on a shared machine hits both. eos is
+ignored (`ignore_eos`) so every sequence runs to max_new_tokens and both engines do the same work; the table
+reports the tokens actually generated. Tokens/s = generated tokens / wall time of `generate` (prefill included).
+
+With --model-shape qwen2.5-1.5b the model is random-init with Qwen2.5-1.5B's shape (bf16 on cuda) and a filler
+tokenizer of its vocabulary size; the report adds the fraction of the memory-bandwidth limit: (bytes of weights +
+KV cache read per decode step) x steps / time / --peak-gbps. Only FastEngine's figure is meaningful there (HF
+keeps every step's logits, and its speed is not what the bound is about).
+The last line of stdout is one JSON object with every figure (--json: stdout is only that object).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from typing import Any
+
+import torch
+
+from rlvr.models.tiny import build_tiny_model
+from rlvr.models.tokenizer import CHARS, SPECIAL, build_tiny_tokenizer
+from rlvr.rollout.fast import FastEngine
+from rlvr.rollout.hf import HFEngine
+from rlvr.rollout.types import RolloutEngine, SamplingParams
+
+QUESTIONS = [
+    "What is 17 * 23?",
+    "Solve for x: 3x + 7 = 22.",
+    "How many primes are there below 50?",
+    "A train travels 120 km in 1.5 hours. What is its average speed in km/h?",
+    "Compute the sum of the first 100 positive integers.",
+    "What is the remainder when 2^10 is divided by 7?",
+    "If a rectangle has perimeter 30 and width 5, what is its area?",
+    "Simplify (x^2 - 9) / (x - 3).",
+]
+
+# Qwen2.5-1.5B: hidden 1536, 28 layers, 12 heads (2 KV), MLP 8960, vocabulary 151936, tied embeddings.
+QWEN25_15B = dict(
+    hidden_size=1536,
+    num_hidden_layers=28,
+    num_attention_heads=12,
+    num_key_value_heads=2,
+    intermediate_size=8960,
+    vocab_size=151936,
+    max_position_embeddings=32768,
+    rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
+    rms_norm_eps=1e-6,
+    tie_word_embeddings=True,
+)
+
+
+def filler_tokenizer(vocab_size: int) -> Any:
+    """The tiny character tokenizer widened to `vocab_size` with filler tokens, so every sampled id decodes."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    names = SPECIAL + CHARS
+    vocab = {tok: i for i, tok in enumerate(names + [f"<f{i}>" for i in range(vocab_size - len(names))])}
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="?"))
+    core.pre_tokenizer = pre_tokenizers.Split(pattern="", behavior="isolated")
+    core.decoder = decoders.Fuse()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core, pad_token="<pad>", eos_token="<|endoftext|>", unk_token="?"
+    )
+    tokenizer.chat_template = build_tiny_tokenizer().chat_template
+    return tokenizer
+
+
+def build(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The model (eval mode, on the device) and a tokenizer whose vocabulary covers it."""
+    if args.model_shape == "tiny":
+        model, tokenizer = build_tiny_model(args.arch), build_tiny_tokenizer()
+        dtype = torch.float32 if args.dtype == "auto" else getattr(torch, args.dtype)
+        return model.to(device=args.device, dtype=dtype), tokenizer
+    from transformers import AutoModelForCausalLM, Qwen2Config
+
+    dtype = (
+        (torch.bfloat16 if args.device == "cuda" else torch.float32)
+        if args.dtype == "auto"
+        else getattr(torch, args.dtype)
+    )
+    config = Qwen2Config(**QWEN25_15B, pad_token_id=0, eos_token_id=1, bos_token_id=None)
+    torch.manual_seed(0)
+    with torch.device(args.device):
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    return model.eval(), filler_tokenizer(config.vocab_size)
+
+
+def timed(
+    engine: RolloutEngine, prompts: list[str], params: SamplingParams, device: str
+) -> tuple[float, int]:
+    """Seconds and generated tokens of one `generate` call."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    rollouts = engine.generate(prompts, params)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start, sum(len(r.completion_ids) for r in rollouts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--model-shape", default="tiny", choices=["tiny", "qwen2.5-1.5b"])
+    parser.add_argument(
+        "--arch", default="qwen2", choices=["qwen2", "llama"], help="tiny model's architecture"
+    )
+    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    parser.add_argument("--prompts", type=int, default=16, help="distinct prompts")
+    parser.add_argument("--n", type=int, default=4, help="samples per prompt")
+    parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--top-p", type=float, default=1.0)
+    parser.add_argument("--top-k", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=3, help="timed calls per engine, alternating")
+    parser.add_argument("--engines", default="fast,hf", help="comma-separated: fast, hf")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument(
+        "--peak-gbps", type=float, default=4800.0, help="GPU memory bandwidth, GB/s (H200: 4800)"
+    )
+    parser.add_argument("--json", action="store_true", help="print only the JSON summary")
+    args = parser.parse_args(argv)
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model, tokenizer = build(args)
+    prompts = [
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True
+        )
+        for q in (QUESTIONS * args.prompts)[: args.prompts]
+    ]
+    params = SamplingParams(
+        n=args.n,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        top_k=args.top_k,
+        max_new_tokens=args.max_new_tokens,
+        seed=0,
+        ignore_eos=True,  # every sequence runs to max_new_tokens: equal work for both engines
+    )
+    engines: dict[str, RolloutEngine] = {}
+    for name in args.engines.split(","):
+        engines[name] = {"fast": FastEngine, "hf": HFEngine}[name](model, tokenizer)
+    for engine in engines.values():
+        timed(engine, prompts, params, args.device)  # warm-up: allocator, kernels, lazy imports
+    runs: dict[str, list[tuple[float, int]]] = {name: [] for name in engines}
+    for _ in range(args.repeats):
+        for name, engine in engines.items():
+            runs[name].append(timed(engine, prompts, params, args.device))
+
+    prompt_tokens = [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
+    results: dict[str, Any] = {}
+    for name, timings in runs.items():
+        rates = [tokens / seconds for seconds, tokens in timings]
+        results[name] = {
+            "tokens_per_s": statistics.median(rates),
+            "tokens_per_s_min": min(rates),
+            "tokens_per_s_max": max(rates),
+            "seconds": statistics.median(s for s, _ in timings),
+            "tokens": timings[0][1],
+        }
+    summary: dict[str, Any] = {
+        "device": args.device,
+        "model_shape": args.model_shape,
+        "arch": "qwen2" if args.model_shape != "tiny" else args.arch,
+        "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
+        "threads": torch.get_num_threads(),
+        "sequences": args.prompts * args.n,
+        "max_new_tokens": args.max_new_tokens,
+        "mean_prompt_tokens": statistics.mean(prompt_tokens),
+        "temperature": args.temperature,
+        "repeats": args.repeats,
+        "engines": results,
+    }
+    if "fast" in results and "hf" in results:
+        summary["speedup"] = results["fast"]["tokens_per_s"] / results["hf"]["tokens_per_s"]
+    if args.device == "cuda":
+        summary["bandwidth"] = {
+            name: bandwidth(model, prompt_tokens, args, r["seconds"]) for name, r in results.items()
+        }
+
+    if not args.json:
+        print(
+            f"{summary['model_shape']} {summary['arch']} {summary['dtype']} on {args.device} "
+            f"({summary['threads']} threads): {summary['sequences']} sequences x {args.max_new_tokens} new tokens, "
+            f"prompts ~{summary['mean_prompt_tokens']:.0f} tokens, temperature {args.temperature}, "
+            f"median of {args.repeats}"
+        )
+        print(f"{'engine':8} {'tokens/s':>10} {'min':>10} {'max':>10} {'seconds':>8} {'tokens':>8}")
+        for name, r in results.items():
+            print(
+                f"{name:8} {r['tokens_per_s']:10.0f} {r['tokens_per_s_min']:10.0f} {r['tokens_per_s_max']:10.0f} "
+                f"{r['seconds']:8.3f} {r['tokens']:8d}"
+            )
+        if "speedup" in summary:
+            print(f"fast / hf: {summary['speedup']:.2f}x")
+        for name, b in summary.get("bandwidth", {}).items():
+            print(f"{name}: {b['gb_per_s']:.0f} GB/s = {b['fraction']:.1%} of {args.peak_gbps:.0f} GB/s peak")
+    print(json.dumps(summary))
+    return 0
+
+
+def bandwidth(
+    model: Any, prompt_tokens: list[int], args: argparse.Namespace, seconds: float
+) -> dict[str, float]:
+    """Bytes a decode step must read (every weight once, plus each live sequence's KV cache so far), summed
+    over the run's steps and divided by its wall time: the fraction of peak bandwidth the engine reaches."""
+    config = model.config
+    weight_bytes = sum(
+        p.numel() * p.element_size() for p in model.parameters()
+    )  # tied embeddings counted once
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    element = next(model.parameters()).element_size()
+    kv_per_token = config.num_hidden_layers * 2 * config.num_key_value_heads * head_dim * element
+    steps = args.max_new_tokens
+    context = (
+        sum(p * args.n for p in prompt_tokens) * steps + len(prompt_tokens) * args.n * steps * (steps - 1) / 2
+    )
+    total = weight_bytes * steps + kv_per_token * context
+    return {"gb_per_s": total / seconds / 1e9, "fraction": total / seconds / 1e9 / args.peak_gbps}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
