@@ -96,6 +96,20 @@ def test_greedy_matches_with_scaled_rope(tokenizer, prompts):
     )
 
 
+def test_checkpoint_generation_defaults_do_not_leak_into_hf(tokenizer, prompts):
+    """Qwen2.5-Instruct ships sampling defaults (repetition_penalty, top_k, ...): SamplingParams alone decides."""
+    model = model_of("qwen2")
+    config = model.generation_config
+    config.do_sample, config.temperature, config.top_k, config.top_p = True, 0.3, 5, 0.8
+    config.repetition_penalty, config.min_p, config.no_repeat_ngram_size = 1.3, 0.2, 2
+    reference = FastEngine(model, tokenizer).generate(prompts, greedy())
+    same(HFEngine(model, tokenizer).generate(prompts, greedy()), reference)
+    same(
+        HFEngine(model, tokenizer).generate(prompts, SamplingParams(top_k=1, max_new_tokens=24, seed=0)),
+        reference,
+    )
+
+
 @pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("engine", ENGINES)
 def test_logprobs_equal_a_fresh_forward_pass(arch, engine, tokenizer, prompts):

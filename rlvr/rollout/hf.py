@@ -52,9 +52,16 @@ class HFEngine:
             tokenizer=tokenizer if params.stop else None,
             output_logits=True,
             return_dict_in_generate=True,
+            # SamplingParams is the whole truth: switch off what a checkpoint's generation_config may turn on
+            # (Qwen2.5-Instruct ships repetition_penalty 1.05 and top_k 20, which would apply otherwise).
+            num_beams=1,
+            repetition_penalty=1.0,
+            no_repeat_ngram_size=0,
+            min_new_tokens=0,
         )
         if params.temperature > 0:  # top_k=0 turns top-k off (no default top-k of 50 sneaks in)
             options.update(temperature=params.temperature, top_p=params.top_p, top_k=params.top_k)
+            options.update(min_p=0.0, typical_p=1.0, epsilon_cutoff=0.0, eta_cutoff=0.0)
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.inference_mode():
             if params.seed is not None:
                 torch.manual_seed(params.seed)
