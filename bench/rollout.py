@@ -2,7 +2,9 @@
 
     python bench/rollout.py                                   # tiny Qwen2, CPU, 16 prompts x n=4 x 128 new tokens
     python bench/rollout.py --arch llama --threads 1 --repeats 5
-    python bench/rollout.py --device cuda --model-shape qwen2.5-1.5b --prompts 64 --n 8 --max-new-tokens 512
+    python bench/rollout.py --device cuda --model-shape qwen2.5-1.5b              # 64 x 128, both engines
+    python bench/rollout.py --device cuda --model-shape qwen2.5-1.5b --engines fast --prompts 64 --n 8 \
+        --max-new-tokens 1024                                                  # RL-sized; HF would keep 160 GB of logits
 
 Both engines sample the same prompts with the same SamplingParams, side by side in one process: one untimed
 warm-up call each, then `--repeats` timed calls, alternating, so drift on a shared machine hits both. eos is

@@ -72,8 +72,14 @@ class HFEngine:
                 **options,
             )
             new = out.sequences[:, width:]  # (B*n, T) generated tokens, pad after a row finished
-            logits = torch.stack(out.logits, dim=1)  # (B*n, T, V) raw logits, temperature 1
-            logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, new[..., None])[..., 0]  # (B*n, T)
+            # Raw logits (B*n, V) of each step, temperature 1; one step at a time, never a (B*n, T, V) float copy.
+            logp = torch.stack(
+                [
+                    torch.log_softmax(step.float(), dim=-1).gather(-1, new[:, t, None])[:, 0]
+                    for t, step in enumerate(out.logits)
+                ],
+                dim=1,
+            )  # (B*n, T)
 
         new_rows, logp_rows = new.tolist(), logp.tolist()
         rollouts = []
