@@ -21,12 +21,9 @@ import torch
 from rlvr.rollout.decoder import Decoder, KVCache
 from rlvr.rollout.text import (
     FinishReason,
-    budgets,
     completion_text,
-    context_length,
-    encode_prompts,
-    eos_ids,
     find_end,
+    prepare,
 )
 from rlvr.rollout.types import Rollout, SamplingParams
 
@@ -100,12 +97,9 @@ class FastEngine:
     @torch.inference_mode()
     def generate(self, prompts: list[str], params: SamplingParams) -> list[Rollout]:
         model, tokenizer = self.model, self.tokenizer
-        context = context_length(model)
-        prompt_ids = encode_prompts(tokenizer, prompts, context)
+        prompt_ids, limits, eos = prepare(model, tokenizer, prompts, params.max_new_tokens, params.ignore_eos)
         if not prompt_ids:
             return []
-        limits = budgets(prompt_ids, params.max_new_tokens, context)
-        eos = () if params.ignore_eos else eos_ids(model, tokenizer)
         # Rows decode on past their budget until the host next looks (then are cut back): size the RoPE table for
         # the longest prompt plus max_new_tokens, even beyond the context.
         longest = max(len(ids) for ids in prompt_ids) + params.max_new_tokens

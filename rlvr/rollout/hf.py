@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from rlvr.rollout.text import budgets, completion_text, context_length, encode_prompts, eos_ids, find_end
+from rlvr.rollout.text import completion_text, eos_ids, find_end, prepare
 from rlvr.rollout.types import Rollout, SamplingParams
 
 
@@ -25,12 +25,9 @@ class HFEngine:
     def generate(self, prompts: list[str], params: SamplingParams) -> list[Rollout]:
         model, tokenizer = self.model, self.tokenizer
         device = next(model.parameters()).device
-        context = context_length(model)
-        prompt_ids = encode_prompts(tokenizer, prompts, context)
+        prompt_ids, limits, eos = prepare(model, tokenizer, prompts, params.max_new_tokens, params.ignore_eos)
         if not prompt_ids:
             return []
-        limits = budgets(prompt_ids, params.max_new_tokens, context)
-        eos = () if params.ignore_eos else eos_ids(model, tokenizer)
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids(model, tokenizer)[0]
 
         # Left padding, so every row's last prompt token sits in the same column.

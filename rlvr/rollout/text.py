@@ -52,6 +52,16 @@ def budgets(prompt_ids: Sequence[Sequence[int]], max_new_tokens: int, context: i
     return [min(max_new_tokens, context - len(ids)) for ids in prompt_ids]
 
 
+def prepare(
+    model: Any, tokenizer: Any, prompts: Sequence[str], max_new_tokens: int, ignore_eos: bool
+) -> tuple[list[list[int]], list[int], tuple[int, ...]]:
+    """What every local engine needs first: prompt ids (context-checked), per-row token budgets, eos ids."""
+    context = context_length(model)
+    prompt_ids = encode_prompts(tokenizer, prompts, context)
+    limits = budgets(prompt_ids, max_new_tokens, context)
+    return prompt_ids, limits, (() if ignore_eos else eos_ids(model, tokenizer))
+
+
 def find_end(
     tokenizer: Any,
     ids: list[int],
