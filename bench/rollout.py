@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--top-p", type=float, default=1.0)
     parser.add_argument("--top-k", type=int, default=0)
-    parser.add_argument("--repeats", type=int, default=5, help="timed calls per engine, alternating")
+    parser.add_argument("--repeats", type=int, default=9, help="timed calls per engine, alternating")
     parser.add_argument("--engines", default="fast,hf", help="comma-separated: fast, hf")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument(
