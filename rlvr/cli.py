@@ -13,7 +13,10 @@ import sys
 from typing import Protocol
 
 from rlvr.data import command as data_command
+from rlvr.eval import grade
+from rlvr.recipes import cp, ls
 from rlvr.rewards import grade_file
+from rlvr.train import sft_command
 
 
 class Command(Protocol):
@@ -27,6 +30,10 @@ class Command(Protocol):
 COMMANDS: dict[str, Command] = {
     "verify": grade_file,
     "data": data_command,
+    "sft": sft_command,
+    "grade": grade,
+    "ls": ls,
+    "cp": cp,
 }
 
 
@@ -50,7 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; bad input or files end with one clear line on stderr and exit code 2, no traceback."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # key=value overrides may come after flags (`rlvr sft R.yaml --resume lr=1e-5`): argparse leaves those over
+    if extra and hasattr(args, "overrides") and not any(e.startswith("-") for e in extra):
+        args.overrides = [*(args.overrides or []), *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return COMMANDS[args.command].run(args)
     except (ValueError, OSError) as e:

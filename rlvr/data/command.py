@@ -40,7 +40,7 @@ def _user_specs(args: argparse.Namespace) -> dict[str, registry.DatasetSpec]:
 
 
 def _ls(args: argparse.Namespace) -> int:
-    specs = {**registry.REGISTRY, **_user_specs(args)}
+    specs = {**registry.REGISTRY, **registry.GENERATED, **_user_specs(args)}
     rows = [registry.status(spec) for spec in specs.values()]
     if args.json:
         print(json.dumps({"data_dir": str(registry.data_dir()), "datasets": [r.to_dict() for r in rows]}))
@@ -56,10 +56,9 @@ def _ls(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from rlvr.data.pipeline import load
     from rlvr.data.templates import messages
 
-    for p in load(args.name, _user_specs(args))[: args.n]:
+    for p in registry.load_dataset(args.name, _user_specs(args))[: args.n]:
         print(json.dumps(p.to_dict(), ensure_ascii=False, indent=2))
         if args.template:
             print(json.dumps(messages(args.template, p.problem), ensure_ascii=False, indent=2))
@@ -69,8 +68,12 @@ def _show(args: argparse.Namespace) -> int:
 def _fetch(args: argparse.Namespace) -> int:
     from rlvr.data.fetch import FetchError, fetch
 
+    spec = registry.resolve(args.name)
+    if spec.generator is not None:
+        print(f"{spec.name} is generated ({spec.source.path}: {spec.note}); there is nothing to fetch")
+        return 0
     try:
-        result = fetch(registry.resolve(args.name), registry.cache_dir(), force=args.force)
+        result = fetch(spec, registry.cache_dir(), force=args.force)
     except FetchError as e:
         print(f"rlvr data fetch: {e}", file=sys.stderr)
         return 1

@@ -74,17 +74,8 @@ class Context:
 
 
 def load(name: str, user_specs: dict[str, registry.DatasetSpec] | None = None) -> list[Problem]:
-    """The records of a registered (or user-registered) set, from its local copy."""
-    spec = registry.resolve(name, user_specs)
-    path = registry.local_path(spec)
-    if path is None:
-        raise ValueError(
-            f"dataset {name!r} is not available locally: set RLVR_DATA_DIR to a directory holding {spec.file}, "
-            f"or run `rlvr data fetch {name}` (source: {spec.source.url})"
-        )
-    return read_problems(
-        path, fields=spec.fields or None, format=spec.format, require_answer=False, source=name
-    )
+    """The records of a registered (or user-registered) set: read from its local copy, or generated."""
+    return registry.load_dataset(name, user_specs)
 
 
 # -- steps -----------------------------------------------------------------------------------------------------------

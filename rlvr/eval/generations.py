@@ -11,6 +11,8 @@ Reads the formats public math evaluations save their outputs in, and flattens ea
 - ``aime_preview``: GAIR's AIME-Preview harness. JSONL: ``id``, ``gold_answer``, ``generated_responses`` (list),
   ``answers_correctness`` (list of bool).
 - ``plain``: JSONL of ``{"response": str, "answer": str}`` with optional ``"label": bool`` and ``"id"``.
+- ``rlvr_samples``: rlvr's own eval samples (see `rlvr.eval.metrics.SampleRecord`). JSONL, one sample per line:
+  ``problem_id``, ``sample_index``, ``text``, ``answer`` (gold), optional ``correct`` (the stored label).
 
 The gold we hand to a grader is the raw dataset answer, not the harness's normalised ``gt``: that
 normalisation sometimes destroys the answer (``\\text{east}`` becomes ``""``, ``3 \\pm 2\\sqrt{2}`` becomes
@@ -30,7 +32,7 @@ from typing import Any, Literal
 
 from rlvr.io import JsonlError, read_jsonl
 
-Format = Literal["harness", "skythought_tools", "aime_preview", "plain"]
+Format = Literal["harness", "skythought_tools", "aime_preview", "plain", "rlvr_samples"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +83,7 @@ def find_labeled_files(root: Path) -> list[Path]:
         fmt = _sniff(path)
         if fmt is None:
             continue
-        if fmt == "plain" and "label" not in _first_jsonl_record(path):
+        if fmt in _LABEL_KEY and _LABEL_KEY[fmt] not in _first_jsonl_record(path):
             continue
         found.append(path)
     return found
@@ -107,9 +109,12 @@ def read_generations(path: Path, root: Path | None = None) -> list[LabeledRespon
     if fmt == "skythought_tools":
         out = list(_read_skythought_tools(path, name))
     else:
-        reader = {"harness": _harness_record, "aime_preview": _aime_preview_record, "plain": _plain_record}[
-            fmt
-        ]
+        reader = {
+            "harness": _harness_record,
+            "aime_preview": _aime_preview_record,
+            "plain": _plain_record,
+            "rlvr_samples": _rlvr_sample_record,
+        }[fmt]
         out = []
         for line_no, obj in _jsonl(path):
             try:
@@ -118,6 +123,32 @@ def read_generations(path: Path, root: Path | None = None) -> list[LabeledRespon
                 raise GenerationFormatError(f"{path}:{line_no}: bad {fmt} record: {_message(e)}") from e
     _check_unique(out, path)
     return out
+
+
+def count_records(path: Path) -> int:
+    """Records in a generation file as it stores them: problems for the multi-sample formats (a harness line, a
+    skythought_tools entry), lines for ``plain`` and ``rlvr_samples`` (one response each)."""
+    path = Path(path)
+    if detect_format(path) == "skythought_tools":
+        return len(_load_json(path))
+    return sum(1 for _ in _jsonl(path))
+
+
+def published_accuracy(path: Path) -> float | None:
+    """The accuracy the file's producer published beside it, as a fraction; None when there is none.
+
+    Only the Qwen2.5-Math harness writes one: ``<stem>_metrics.json`` next to ``<stem>.jsonl``, whose ``acc`` is
+    in percent, rounded to one decimal.
+    """
+    path = Path(path)
+    metrics = path.with_name(f"{path.stem}_metrics.json")
+    if path.suffix != ".jsonl" or not metrics.is_file():
+        return None
+    data = _load_json(metrics)
+    acc = data.get("acc") if isinstance(data, dict) else None
+    if isinstance(acc, bool) or not isinstance(acc, (int, float)):
+        raise GenerationFormatError(f"{metrics}: 'acc' must be a number, got {acc!r}")
+    return acc / 100
 
 
 def read_adjudication(path: Path) -> dict[tuple[str, str], Adjudication]:
@@ -200,6 +231,22 @@ def _plain_record(obj: dict[str, Any], name: str, line_no: int) -> list[LabeledR
     ]
 
 
+def _rlvr_sample_record(obj: dict[str, Any], name: str, line_no: int) -> list[LabeledResponse]:
+    index = obj["sample_index"]
+    if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+        raise TypeError(f"'sample_index' must be a non-negative int, got {index!r}")
+    label = obj.get("correct")
+    return [
+        LabeledResponse(
+            file=name,
+            record_id=f"{_id(obj['problem_id'])}#{index}",
+            response=_str(obj["text"], "text"),
+            gold=_gold(obj["answer"], "answer"),
+            label=None if label is None else _bool(label, "correct"),
+        )
+    ]
+
+
 def _read_skythought_tools(path: Path, name: str) -> Iterator[LabeledResponse]:
     data = _load_json(path)
     if not isinstance(data, dict):
@@ -228,6 +275,9 @@ def _read_skythought_tools(path: Path, name: str) -> Iterator[LabeledResponse]:
 
 # --- detection and low-level parsing ------------------------------------------------------------------
 
+# formats whose labels are optional: the key a labeled file has
+_LABEL_KEY: dict[str, str] = {"plain": "label", "rlvr_samples": "correct"}
+
 
 def _sniff(path: Path) -> Format | None:
     if path.suffix == ".json":
@@ -246,6 +296,8 @@ def _sniff(path: Path) -> Format | None:
             return "harness"
         if {"generated_responses", "answers_correctness", "gold_answer", "id"} <= keys:
             return "aime_preview"
+        if {"problem_id", "sample_index", "text", "answer"} <= keys:
+            return "rlvr_samples"
         if {"response", "answer"} <= keys:
             return "plain"
     return None

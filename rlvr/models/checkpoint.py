@@ -60,13 +60,18 @@ def load_model(
     )
     model = model.to(device)  # type: ignore[arg-type]
     if gradient_checkpointing:
-        kwargs = {"use_reentrant": False}
-        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5 renamed it
-            model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
-        else:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
-        model.config.use_cache = False
+        enable_gradient_checkpointing(model)
     return model
+
+
+def enable_gradient_checkpointing(model: Any) -> None:
+    """Recompute each layer's activations in backward (non-reentrant checkpointing)."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5 renamed it
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    model.config.use_cache = False
 
 
 def load_tokenizer(path: str | Path, *, require_chat_template: bool = False) -> Any:
@@ -76,6 +81,12 @@ def load_tokenizer(path: str | Path, *, require_chat_template: bool = False) -> 
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: no such tokenizer directory")
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    if _generic_tokenizer(path) and type(tokenizer).__name__ != "TokenizersBackend":
+        # transformers 5 picks the tokenizer class from config.json's model_type (Qwen2Tokenizer for "qwen2"),
+        # which rebuilds the pipeline and drops the tiny tokenizer's whitespace tokens: read tokenizer.json as is.
+        from transformers import PreTrainedTokenizerFast
+
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(path, local_files_only=True)
     if require_chat_template and not getattr(tokenizer, "chat_template", None):
         raise ValueError(
             f"{path}: the tokenizer has no chat template, and this run needs one (use template r1_zero)"
@@ -85,11 +96,27 @@ def load_tokenizer(path: str | Path, *, require_chat_template: bool = False) -> 
     return tokenizer
 
 
+def _generic_tokenizer(path: Path) -> bool:
+    """Saved from a tokenizer defined wholly by its tokenizer.json (rlvr's tiny tokenizer), not a named class."""
+    import json
+
+    config = path / "tokenizer_config.json"
+    if not config.exists():
+        return False
+    return json.loads(config.read_text()).get("tokenizer_class") in (
+        "TokenizersBackend",
+        "PreTrainedTokenizerFast",
+    )
+
+
 def save_checkpoint(model: Any, tokenizer: Any, path: str | Path) -> Path:
     """Write model (safetensors) and tokenizer to `path`, atomically; an existing checkpoint is replaced whole."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()  # "Writing model shards" for a one-shard save is noise in a training log
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         if tokenizer is not None:

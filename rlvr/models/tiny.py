@@ -54,3 +54,24 @@ def build_tiny_model(arch: str = "qwen2", *, seed: int = 0, **config: Any) -> An
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(tiny_config(arch, **config), dtype=torch.float32)
     return model.eval()
+
+
+def build_tiny_pair(arch: str = "qwen2", *, seed: int = 0, **config: Any) -> tuple[Any, Any]:
+    """A tiny model and the tiny character tokenizer, sized for each other. Generation stops at <|endoftext|> or
+    at the chat template's end of turn, <|im_end|> (as Qwen2.5-Instruct's generation config does)."""
+    from rlvr.models.tokenizer import build_tiny_tokenizer
+
+    tokenizer = build_tiny_tokenizer()
+    model = build_tiny_model(
+        arch,
+        seed=seed,
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        **config,
+    )
+    model.generation_config.eos_token_id = [
+        tokenizer.eos_token_id,
+        tokenizer.convert_tokens_to_ids("<|im_end|>"),
+    ]
+    return model, tokenizer

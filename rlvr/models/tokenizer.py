@@ -46,7 +46,7 @@ def build_tiny_tokenizer() -> Any:
         eos_token="<|endoftext|>",
         unk_token=UNKNOWN,
         additional_special_tokens=SPECIAL[2:],
+        padding_side="left",  # generation pads on the left (an init argument, so it is saved)
     )
     tokenizer.chat_template = CHAT_TEMPLATE
-    tokenizer.padding_side = "left"  # generation pads on the left
     return tokenizer

@@ -37,6 +37,22 @@ that is killed and the response graded incorrect with reason "timeout: ...".
 """
 
 
+def add_pool_arguments(parser: argparse.ArgumentParser) -> None:
+    """--workers and --timeout, for every command that grades through the verifier pool."""
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="grading processes (default: one per CPU; 0 grades in this process, without the kill-based limit)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT_S,
+        help=f"seconds allowed per response (default: {DEFAULT_TIMEOUT_S:g})",
+    )
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = EPILOG
     parser.add_argument(
@@ -51,18 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--gold-key", default="answer", help="field holding the gold answer (default: answer)"
     )
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=None,
-        help="grading processes (default: one per CPU; 0 grades in this process, without the kill-based limit)",
-    )
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=DEFAULT_TIMEOUT_S,
-        help=f"seconds allowed per response (default: {DEFAULT_TIMEOUT_S:g})",
-    )
+    add_pool_arguments(parser)
     parser.add_argument(
         "--skip-bad", action="store_true", help="report and skip malformed lines instead of stopping"
     )

@@ -1,0 +1,107 @@
+"""Training checkpoints that resume exactly: `RUN/checkpoints/step-NNNNNN/` holds the model and tokenizer in Hugging
+Face format (loadable by transformers and vLLM as is), `trainer.pt` (optimizer state and the stage's own state:
+step, data position, whatever the trainer needs) and `rng-RANK.pt` per process (torch, CUDA and Python RNGs).
+
+A checkpoint is written into `.step-NNNNNN.tmp` and renamed when every process has written its part, so a run
+killed mid-save leaves the previous checkpoints intact and no half-written one that `latest` would pick up. The
+newest `keep_last` are kept.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rlvr.train import distributed
+from rlvr.train.distributed import World
+
+STEP_DIR = re.compile(r"^step-(\d{6,})$")
+
+
+def step_dir(run_dir: Path, step: int) -> Path:
+    return run_dir / "checkpoints" / f"step-{step:06d}"
+
+
+def checkpoints(run_dir: Path) -> list[Path]:
+    """Complete checkpoints of a run, oldest first."""
+    root = run_dir / "checkpoints"
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if STEP_DIR.match(p.name) and (p / "trainer.pt").exists()]
+    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+
+def latest(run_dir: Path) -> Path | None:
+    found = checkpoints(run_dir)
+    return found[-1] if found else None
+
+
+def rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save(
+    run_dir: Path,
+    step: int,
+    *,
+    model: Any,
+    tokenizer: Any,
+    optimizer: torch.optim.Optimizer,
+    state: dict[str, Any],
+    world: World,
+    keep_last: int,
+) -> Path:
+    """Write checkpoint `step` (every process calls this; rank 0 writes the shared parts)."""
+    final = step_dir(run_dir, step)
+    tmp = final.with_name(f".{final.name}.tmp")
+    if world.main:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    distributed.barrier()
+    torch.save(rng_state(), tmp / f"rng-{world.rank}.pt")
+    if world.main:
+        model.save_pretrained(tmp, safe_serialization=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        torch.save(
+            {"optimizer": optimizer.state_dict(), "world_size": world.size, **state}, tmp / "trainer.pt"
+        )
+    distributed.barrier()
+    if world.main:
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        for old in checkpoints(run_dir)[:-keep_last] if keep_last > 0 else []:
+            shutil.rmtree(old, ignore_errors=True)
+    distributed.barrier()
+    return final
+
+
+def load(path: Path, optimizer: torch.optim.Optimizer, world: World) -> dict[str, Any]:
+    """Restore the optimizer and this process's RNGs from checkpoint `path`; returns the trainer state.
+    (The model itself is loaded from `path` like any checkpoint, before the optimizer is built.)"""
+    state = torch.load(path / "trainer.pt", map_location=world.device, weights_only=False)
+    if state["world_size"] != world.size:
+        raise ValueError(
+            f"{path}: written by {state['world_size']} processes, resumed with {world.size}; "
+            "exact resume needs the same number"
+        )
+    optimizer.load_state_dict(state.pop("optimizer"))
+    set_rng_state(torch.load(path / f"rng-{world.rank}.pt", weights_only=False))
+    return state

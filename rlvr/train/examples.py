@@ -1,0 +1,163 @@
+"""Supervised examples: where they come from, how a prompt and its target become token ids, and how a batch of them
+becomes model input (packed into one row, or padded).
+
+Sources: a registered dataset or any problem file whose records carry a worked `solution` (the target), a JSONL of
+`{"problem", "response"}` (the prompt is the template applied to the problem), or a JSONL of `{"messages": [...]}`
+whose last message is the assistant's (the chat template applied as is). The target is whatever the chat template
+puts after the generation prompt for the assistant's turn, end-of-turn token included, so the model learns to stop
+where generation stops; without a chat template (r1_zero) it is " " + response + eos.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from rlvr.data.schema import Problem
+from rlvr.data.templates import get_template, messages, render
+from rlvr.io import read_jsonl
+from rlvr.models.logprobs import completion_mask
+from rlvr.models.packing import pack
+
+
+@dataclass(frozen=True, slots=True)
+class Example:
+    ids: list[int]  # prompt then target token ids
+    prompt_len: int  # the first prompt_len ids are prompt (no loss)
+
+    @property
+    def target_tokens(self) -> int:
+        return len(self.ids) - self.prompt_len
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Model input for one micro-batch. Packed: input_ids/position_ids (1, N), attention_mask None. Padded:
+    input_ids/attention_mask (B, T) right-padded, position_ids None."""
+
+    input_ids: Tensor
+    attention_mask: Tensor | None
+    position_ids: Tensor | None
+    target_mask: Tensor  # same shape as input_ids: tokens that carry loss
+
+    def to(self, device: torch.device) -> Batch:
+        def move(t: Tensor | None) -> Tensor | None:
+            return None if t is None else t.to(device)
+
+        return Batch(
+            self.input_ids.to(device),
+            move(self.attention_mask),
+            move(self.position_ids),
+            self.target_mask.to(device),
+        )
+
+
+def read_records(source: str) -> list[dict[str, Any]]:
+    """Records of a registered dataset name or a file (problem files through rlvr's readers; JSONL with
+    `response` or `messages` as is)."""
+    from rlvr.data.readers import read_problems
+    from rlvr.data.registry import REGISTRY
+
+    if source in REGISTRY:
+        return [p.to_dict() for p in load_problems(source)]
+    path = Path(source)
+    if not path.exists():
+        raise FileNotFoundError(f"{source}: neither a registered dataset nor a file")
+    if path.suffix == ".jsonl":
+        records = [record for _, record in read_jsonl(path)]
+        if records and ("messages" in records[0] or "response" in records[0]):
+            return records
+    return [p.to_dict() for p in read_problems(path, require_answer=False)]
+
+
+def load_problems(source: str) -> list[Problem]:
+    """Problems (with gold answers) of a registered dataset name or a problem file."""
+    from rlvr.data.readers import read_problems
+    from rlvr.data.registry import REGISTRY
+
+    if source in REGISTRY:
+        from rlvr.data.registry import load_dataset
+
+        return load_dataset(source)
+    return read_problems(source)
+
+
+def encode(tokenizer: Any, record: dict[str, Any], template: str, where: str) -> Example:
+    """Token ids of one record's prompt and target."""
+    if "messages" in record:
+        chat = record["messages"]
+        if not isinstance(chat, list) or not chat or chat[-1].get("role") != "assistant":
+            raise ValueError(f"{where}: `messages` must be a list ending with the assistant's message")
+        prompt = tokenizer.apply_chat_template(chat[:-1], tokenize=False, add_generation_prompt=True)
+        full = tokenizer.apply_chat_template(chat, tokenize=False)
+    else:
+        target = record.get("response") or record.get("solution")
+        if not isinstance(target, str) or not target or not isinstance(record.get("problem"), str):
+            raise ValueError(f"{where}: needs `problem` and a `response` or `solution` (or `messages`)")
+        prompt = render(template, record["problem"], tokenizer)
+        if get_template(template).chat:
+            chat = [*messages(template, record["problem"]), {"role": "assistant", "content": target}]
+            full = tokenizer.apply_chat_template(chat, tokenize=False)
+        else:
+            full = f"{prompt} {target}{tokenizer.eos_token}"
+    if not full.startswith(prompt):
+        raise ValueError(f"{where}: the chat template renders the prompt differently inside the conversation")
+    target_text = full[len(prompt) :].rstrip()  # the template's newline after end-of-turn is never generated
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    target_ids = tokenizer(target_text, add_special_tokens=False)["input_ids"]
+    return Example(list(prompt_ids) + list(target_ids), len(prompt_ids))
+
+
+def load_examples(
+    source: str, tokenizer: Any, template: str, max_length: int, limit: int | None = None
+) -> tuple[list[Example], int]:
+    """Encoded examples of `source` (the first `limit`), cut to `max_length` tokens; returns them and how many
+    were dropped because the prompt alone fills max_length."""
+    records = read_records(source)[:limit]
+    examples, dropped = [], 0
+    for i, record in enumerate(records, start=1):
+        example = encode(tokenizer, record, template, f"{source}: record {i}")
+        if example.prompt_len >= max_length:
+            dropped += 1
+            continue
+        examples.append(Example(example.ids[:max_length], example.prompt_len))
+    if not examples:
+        raise ValueError(f"{source}: no usable examples (all prompts longer than max_length={max_length}?)")
+    return examples, dropped
+
+
+def epoch_order(size: int, seed: int, epoch: int) -> list[int]:
+    """The example order of one epoch: a permutation fixed by (seed, epoch)."""
+    order = list(range(size))
+    random.Random(seed * 1_000_003 + epoch).shuffle(order)
+    return order
+
+
+def global_batch(size: int, seed: int, consumed: int, batch_size: int) -> list[int]:
+    """Indices of the next `batch_size` examples after `consumed` (epochs roll over mid-batch)."""
+    out: list[int] = []
+    while len(out) < batch_size:
+        epoch, offset = divmod(consumed, size)
+        take = min(batch_size - len(out), size - offset)
+        out.extend(epoch_order(size, seed, epoch)[offset : offset + take])
+        consumed += take
+    return out
+
+
+def collate(examples: list[Example], packed: bool, pad_id: int) -> Batch:
+    if packed:
+        p = pack([e.ids for e in examples], [e.prompt_len for e in examples])
+        return Batch(p.input_ids, None, p.position_ids, p.completion_mask)
+    T = max(len(e.ids) for e in examples)
+    ids = torch.full((len(examples), T), pad_id, dtype=torch.long)  # (B, T) right-padded
+    attention = torch.zeros((len(examples), T), dtype=torch.long)
+    for b, e in enumerate(examples):
+        ids[b, : len(e.ids)] = torch.tensor(e.ids)
+        attention[b, : len(e.ids)] = 1
+    prompts = torch.tensor([e.prompt_len for e in examples])
+    return Batch(ids, attention, None, completion_mask(attention, prompts))

@@ -1,0 +1,291 @@
+"""Supervised fine-tuning: cold start, distillation, and SFT on rejection-sampled completions.
+
+One flat loop. Each optimizer step takes the next `batch_size` examples of a seeded epoch order (all processes
+together); each process takes every world-size-th of them, in micro-batches of `micro_batch_size` (packed into one
+row, or padded); the loss is the sum of target-token negative log-probs divided by the target tokens of the WHOLE
+global batch, so accumulation over micro-batches and processes gives the full-batch token mean exactly (the
+normaliser is known up front: every process knows every example's length). Then gradients are summed across
+processes, clipped, and AdamW steps with a warmup + cosine/linear schedule.
+
+A run folder holds `config.yaml`, `metrics.jsonl` (train loss, lr, grad norm, tokens/s, held-out loss), checkpoints
+that resume exactly (`rlvr sft RECIPE --resume`), and `final/`, the fine-tuned model in Hugging Face format.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from rlvr.config import save_config
+from rlvr.models.logprobs import token_logprobs
+from rlvr.train import checkpoint, distributed
+from rlvr.train.distributed import World
+from rlvr.train.examples import Example, collate, global_batch, load_examples, load_problems
+from rlvr.train.metrics import MetricsLog
+from rlvr.train.optim import Schedule, adamw, lr_at, set_lr
+
+
+@dataclass
+class TinyModel:
+    """A random-init model of a real architecture, with rlvr's character tokenizer (model: tiny)."""
+
+    arch: str = "qwen2"  # qwen2 or llama
+    hidden_size: int = 64
+    num_layers: int = 2
+    num_heads: int = 4
+    num_kv_heads: int = 2
+    intermediate_size: int = 128
+    seed: int = 0  # initialisation
+
+
+@dataclass
+class SFTConfig:
+    model: str = "tiny"  # a local Hugging Face checkpoint directory, or "tiny" (built from `tiny`)
+    tiny: TinyModel = field(default_factory=TinyModel)
+    data: str = (
+        "arith"  # registered dataset or file: problems with `solution`, {problem, response}, {messages}
+    )
+    eval_data: str | None = "arith_test"  # held-out examples for the held-out loss (and accuracy)
+    template: str = "plain"  # prompt template (rlvr.data.templates)
+    out_dir: str = "runs/sft"  # the run folder
+    max_length: int = 1024  # tokens per example, prompt + target; longer targets are cut
+    pack: bool = True  # several examples per row (no padding, no attention across them); else right-padding
+    batch_size: int = 32  # examples per optimizer step, all processes together
+    micro_batch_size: int = 8  # examples per forward/backward on one process
+    epochs: float = 1.0  # passes over the data (ignored when max_steps is set)
+    max_steps: int | None = None  # optimizer steps
+    lr: float = 1e-5  # peak learning rate
+    schedule: Schedule = "cosine"  # decay after warmup
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.1  # the decay ends at lr * min_lr_ratio
+    weight_decay: float = 0.0  # on matrices only
+    betas: tuple[float, float] = (0.9, 0.95)
+    max_grad_norm: float = 1.0  # clip the global gradient norm (0: off)
+    dtype: Literal["auto", "float32", "bfloat16"] = (
+        "auto"  # auto: bf16 autocast where the GPU has it, else fp32
+    )
+    gradient_checkpointing: bool = False  # recompute activations in backward (memory for time)
+    eval_every: int = 0  # steps between held-out losses (0: at the end only)
+    eval_examples: int = 256  # held-out examples for the loss
+    eval_generate: int = 0  # held-out problems answered greedily at the end, graded by the verifier (0: none)
+    eval_max_new_tokens: int = 256
+    save_every: int = 0  # steps between checkpoints (0: at the end only)
+    keep_last: int = 2  # checkpoints kept
+    log_every: int = 1  # steps between metrics records
+    seed: int = 0  # data order
+    device: str = "auto"  # auto: this process's GPU, else CPU
+    tensorboard: bool = False  # also write TensorBoard scalars (needs the tensorboard package)
+
+
+def build_model(config: SFTConfig, path: str | Path | None, device: torch.device) -> tuple[Any, Any]:
+    """The model to train and its tokenizer: from `path` (a checkpoint), config.model, or a tiny model."""
+    from rlvr.models.checkpoint import enable_gradient_checkpointing, load_model, load_tokenizer
+
+    source = path or config.model
+    if source == "tiny":
+        from rlvr.models.tiny import build_tiny_pair
+
+        t = config.tiny
+        model, tokenizer = build_tiny_pair(
+            t.arch,
+            seed=t.seed,
+            hidden_size=t.hidden_size,
+            num_layers=t.num_layers,
+            num_heads=t.num_heads,
+            num_kv_heads=t.num_kv_heads,
+            intermediate_size=t.intermediate_size,
+        )
+        model.to(device)
+        if config.gradient_checkpointing:
+            enable_gradient_checkpointing(model)
+    else:
+        dtype = "float32" if config.dtype == "auto" else config.dtype  # fp32 master weights under autocast
+        model = load_model(
+            source, dtype=dtype, device=str(device), gradient_checkpointing=config.gradient_checkpointing
+        )
+        tokenizer = load_tokenizer(source)
+    model.train()
+    return model, tokenizer
+
+
+def autocast(config: SFTConfig, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    bf16 = config.dtype == "bfloat16" or (
+        config.dtype == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
+    )
+    if bf16 and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def micro_batch_loss(
+    model: Any,
+    examples: list[Example],
+    normaliser: float,
+    config: SFTConfig,
+    device: torch.device,
+    pad_id: int,
+) -> tuple[torch.Tensor, int]:
+    """Summed target-token NLL of `examples` / normaliser (a scalar to backprop), and their target tokens."""
+    batch = collate(examples, config.pack, pad_id).to(device)
+    with autocast(config, device):
+        out = token_logprobs(
+            model,
+            batch.input_ids,
+            batch.attention_mask,
+            batch.position_ids,
+            target_mask=batch.target_mask,
+            entropy="none",
+        )
+    return -out.logp.sum() / normaliser, int(out.mask.sum())
+
+
+def heldout_loss(model: Any, examples: list[Example], config: SFTConfig, world: World, pad_id: int) -> float:
+    """Token-mean NLL of the held-out examples (shared across processes)."""
+    mine = examples[world.rank :: world.size]
+    total, tokens = 0.0, 0
+    model.eval()
+    with torch.no_grad():
+        for i in range(0, len(mine), config.micro_batch_size):
+            loss, n = micro_batch_loss(
+                model, mine[i : i + config.micro_batch_size], 1.0, config, world.device, pad_id
+            )
+            total, tokens = total + float(loss), tokens + n
+    model.train()
+    total, count = distributed.all_sum([total, tokens], world.device)
+    return total / max(count, 1)
+
+
+def run(config: SFTConfig, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Train; returns the final figures (the last train loss, held-out loss and accuracy, time)."""
+    world = distributed.init(config.device)
+    try:
+        return _run(config, world, resume=resume, progress=progress)
+    finally:
+        distributed.shutdown()
+
+
+def _run(config: SFTConfig, world: World, *, resume: bool, progress: bool) -> dict[str, Any]:
+    run_dir = Path(config.out_dir)
+    last = checkpoint.latest(run_dir)
+    if last is not None and not resume:
+        raise ValueError(
+            f"{run_dir} already holds checkpoints: pass --resume to continue, or choose another out_dir"
+        )
+    start = time.time()
+    torch.manual_seed(config.seed)
+    model, tokenizer = build_model(config, last if resume else None, world.device)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    examples, dropped = load_examples(config.data, tokenizer, config.template, config.max_length)
+    held_out = (
+        load_examples(config.eval_data, tokenizer, config.template, config.max_length, config.eval_examples)[
+            0
+        ]
+        if config.eval_data
+        else []
+    )
+    if dropped and world.main:
+        warnings.warn(
+            f"{config.data}: {dropped} examples dropped, their prompt fills max_length", stacklevel=1
+        )
+    total_steps = config.max_steps or math.ceil(config.epochs * len(examples) / config.batch_size)
+    optimizer = adamw(model, lr=config.lr, weight_decay=config.weight_decay, betas=config.betas)
+    step, consumed = 0, 0
+    if resume and last is not None:
+        state = checkpoint.load(last, optimizer, world)
+        step, consumed = state["step"], state["consumed"]
+    if world.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, run_dir / "config.yaml")
+    log = MetricsLog(
+        run_dir / "metrics.jsonl",
+        resume_step=step if resume else None,
+        tensorboard=config.tensorboard,
+        main=world.main,
+    )
+
+    def save() -> None:
+        checkpoint.save(
+            run_dir, step, model=model, tokenizer=tokenizer, optimizer=optimizer,
+            state={"step": step, "consumed": consumed}, world=world, keep_last=config.keep_last,
+        )  # fmt: skip
+
+    from tqdm import tqdm
+
+    bar = tqdm(
+        total=total_steps, initial=step, disable=not (progress and world.main), desc="sft", unit="step"
+    )
+    figures: dict[str, Any] = {}
+    while step < total_steps:
+        t0 = time.time()
+        lr = lr_at(
+            step, lr=config.lr, total=total_steps, warmup=config.warmup_steps,
+            schedule=config.schedule, min_lr_ratio=config.min_lr_ratio,
+        )  # fmt: skip
+        set_lr(optimizer, lr)
+        indices = global_batch(len(examples), config.seed, consumed, config.batch_size)
+        normaliser = sum(examples[i].target_tokens for i in indices)  # target tokens of the global batch
+        mine = [examples[i] for i in indices[world.rank :: world.size]]
+        loss_sum, tokens = 0.0, 0
+        for i in range(0, len(mine), config.micro_batch_size):
+            loss, n = micro_batch_loss(
+                model, mine[i : i + config.micro_batch_size], normaliser, config, world.device, pad_id
+            )
+            loss.backward()
+            loss_sum, tokens = loss_sum + float(loss.detach()), tokens + n
+        distributed.all_reduce_grads(model.parameters())
+        grad_norm = float(
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm or float("inf"))
+        )
+        if math.isfinite(grad_norm):
+            optimizer.step()
+        elif world.main:
+            warnings.warn(f"step {step}: non-finite gradient norm, update skipped", stacklevel=1)
+        optimizer.zero_grad(set_to_none=True)
+        step, consumed = step + 1, consumed + len(indices)
+        loss_sum, token_count = distributed.all_sum([loss_sum, tokens], world.device)
+        metrics = {
+            "train/loss": loss_sum,
+            "train/lr": lr,
+            "train/grad_norm": grad_norm,
+            "train/tokens": token_count,
+            "train/tokens_per_s": token_count / max(time.time() - t0, 1e-9),
+            "train/epoch": consumed / len(examples),
+        }
+        if held_out and (step == total_steps or (config.eval_every and step % config.eval_every == 0)):
+            metrics["eval/loss"] = heldout_loss(model, held_out, config, world, pad_id)
+        if step % config.log_every == 0 or step == total_steps or "eval/loss" in metrics:
+            log.log(step, metrics)
+        bar.set_postfix(loss=f"{loss_sum:.3f}", lr=f"{lr:.2e}")
+        bar.update(1)
+        figures.update(metrics)
+        if step == total_steps or (config.save_every and step % config.save_every == 0):
+            save()
+    bar.close()
+
+    if config.eval_generate and config.eval_data and world.main:
+        from rlvr.eval.accuracy import heldout_accuracy
+
+        problems = load_problems(config.eval_data)[: config.eval_generate]
+        result = heldout_accuracy(
+            model, tokenizer, problems, template=config.template, max_new_tokens=config.eval_max_new_tokens
+        )
+        figures["eval/accuracy"] = result.accuracy
+        figures["eval/truncated"] = result.truncated
+        log.log(step, {"eval/accuracy": result.accuracy, "eval/truncated": result.truncated})
+    if world.main:
+        from rlvr.models.checkpoint import save_checkpoint
+
+        save_checkpoint(model, tokenizer, run_dir / "final")
+    distributed.barrier()
+    log.close()
+    figures["steps"] = step
+    figures["seconds"] = time.time() - start
+    figures["run_dir"] = str(run_dir)
+    return figures
