@@ -76,6 +76,9 @@ def save(
     distributed.barrier()
     torch.save(rng_state(), tmp / f"rng-{world.rank}.pt")
     if world.main:
+        from transformers.utils import logging
+
+        logging.disable_progress_bar()  # a bar per save would interleave with the training bar
         model.save_pretrained(tmp, safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)

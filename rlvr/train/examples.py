@@ -58,33 +58,26 @@ class Batch:
 
 
 def read_records(source: str) -> list[dict[str, Any]]:
-    """Records of a registered dataset name or a file (problem files through rlvr's readers; JSONL with
-    `response` or `messages` as is)."""
-    from rlvr.data.readers import read_problems
-    from rlvr.data.registry import REGISTRY
-
-    if source in REGISTRY:
-        return [p.to_dict() for p in load_problems(source)]
+    """Records of a file (problem files through rlvr's readers; JSONL with `response` or `messages` as is) or of a
+    registered dataset."""
     path = Path(source)
-    if not path.exists():
-        raise FileNotFoundError(f"{source}: neither a registered dataset nor a file")
-    if path.suffix == ".jsonl":
+    if path.suffix == ".jsonl" and path.exists():
         records = [record for _, record in read_jsonl(path)]
         if records and ("messages" in records[0] or "response" in records[0]):
             return records
-    return [p.to_dict() for p in read_problems(path, require_answer=False)]
+    return [p.to_dict() for p in load_problems(source)]
 
 
 def load_problems(source: str) -> list[Problem]:
-    """Problems (with gold answers) of a registered dataset name or a problem file."""
+    """Problems (with gold answers) of a problem file or a registered dataset name."""
     from rlvr.data.readers import read_problems
-    from rlvr.data.registry import REGISTRY
+    from rlvr.data.registry import load_dataset
 
-    if source in REGISTRY:
-        from rlvr.data.registry import load_dataset
-
-        return load_dataset(source)
-    return read_problems(source)
+    if Path(source).exists():
+        return read_problems(source, require_answer=False)
+    if "/" in source or "." in source:
+        raise FileNotFoundError(f"{source}: no such file")
+    return load_dataset(source)
 
 
 def encode(tokenizer: Any, record: dict[str, Any], template: str, where: str) -> Example:

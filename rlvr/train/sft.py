@@ -74,7 +74,9 @@ class SFTConfig:
     gradient_checkpointing: bool = False  # recompute activations in backward (memory for time)
     eval_every: int = 0  # steps between held-out losses (0: at the end only)
     eval_examples: int = 256  # held-out examples for the loss
-    eval_generate: int = 0  # held-out problems answered greedily at the end, graded by the verifier (0: none)
+    eval_generate: int = 0  # held-out problems answered at the end, graded by the verifier (0: none)
+    eval_n: int = 1  # samples per problem for that accuracy
+    eval_temperature: float = 0.0  # 0: greedy
     eval_max_new_tokens: int = 256
     save_every: int = 0  # steps between checkpoints (0: at the end only)
     keep_last: int = 2  # checkpoints kept
@@ -274,8 +276,9 @@ def _run(config: SFTConfig, world: World, *, resume: bool, progress: bool) -> di
 
         problems = load_problems(config.eval_data)[: config.eval_generate]
         result = heldout_accuracy(
-            model, tokenizer, problems, template=config.template, max_new_tokens=config.eval_max_new_tokens
-        )
+            model, tokenizer, problems, template=config.template, max_new_tokens=config.eval_max_new_tokens,
+            n=config.eval_n, temperature=config.eval_temperature, seed=config.seed,
+        )  # fmt: skip
         figures["eval/accuracy"] = result.accuracy
         figures["eval/truncated"] = result.truncated
         log.log(step, {"eval/accuracy": result.accuracy, "eval/truncated": result.truncated})

@@ -49,6 +49,10 @@ def run(args: argparse.Namespace) -> int:
     if "eval/loss" in figures:
         print(f"held-out loss {figures['eval/loss']:.4f}")
     if "eval/accuracy" in figures:
-        print(f"held-out accuracy {100 * figures['eval/accuracy']:.1f}% (greedy, graded by rlvr's verifier)")
+        how = "greedy" if config.eval_temperature == 0 else f"temperature {config.eval_temperature:g}"
+        print(
+            f"held-out accuracy {100 * figures['eval/accuracy']:.1f}% ({config.eval_generate} problems x "
+            f"{config.eval_n}, {how}, graded by rlvr's verifier)"
+        )
     print(f"model: {figures['run_dir']}/final   metrics: {figures['run_dir']}/metrics.jsonl")
     return 0
