@@ -16,7 +16,7 @@ from rlvr.data import command as data_command
 from rlvr.eval import grade
 from rlvr.recipes import cp, ls
 from rlvr.rewards import grade_file
-from rlvr.train import sft_command
+from rlvr.train import rl_command, sft_command
 
 
 class Command(Protocol):
@@ -31,6 +31,7 @@ COMMANDS: dict[str, Command] = {
     "verify": grade_file,
     "data": data_command,
     "sft": sft_command,
+    "train": rl_command,
     "grade": grade,
     "ls": ls,
     "cp": cp,

@@ -19,7 +19,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import torch
 
@@ -86,7 +86,20 @@ class SFTConfig:
     tensorboard: bool = False  # also write TensorBoard scalars (needs the tensorboard package)
 
 
-def build_model(config: SFTConfig, path: str | Path | None, device: torch.device) -> tuple[Any, Any]:
+class ModelConfig(Protocol):
+    """What `build_model` reads from a stage's config."""
+
+    @property
+    def model(self) -> str: ...
+    @property
+    def tiny(self) -> TinyModel: ...
+    @property
+    def dtype(self) -> str: ...
+    @property
+    def gradient_checkpointing(self) -> bool: ...
+
+
+def build_model(config: ModelConfig, path: str | Path | None, device: torch.device) -> tuple[Any, Any]:
     """The model to train and its tokenizer: from `path` (a checkpoint), config.model, or a tiny model."""
     from rlvr.models.checkpoint import enable_gradient_checkpointing, load_model, load_tokenizer
 
@@ -117,9 +130,10 @@ def build_model(config: SFTConfig, path: str | Path | None, device: torch.device
     return model, tokenizer
 
 
-def autocast(config: SFTConfig, device: torch.device) -> contextlib.AbstractContextManager[Any]:
-    bf16 = config.dtype == "bfloat16" or (
-        config.dtype == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
+def autocast(dtype: str, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """bf16 autocast over fp32 master weights where asked ("bfloat16") or where the GPU has it ("auto")."""
+    bf16 = dtype == "bfloat16" or (
+        dtype == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
     )
     if bf16 and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
@@ -136,7 +150,7 @@ def micro_batch_loss(
 ) -> tuple[torch.Tensor, int]:
     """Summed target-token NLL of `examples` / normaliser (a scalar to backprop), and their target tokens."""
     batch = collate(examples, config.pack, pad_id).to(device)
-    with autocast(config, device):
+    with autocast(config.dtype, device):
         out = token_logprobs(
             model,
             batch.input_ids,

@@ -1,0 +1,191 @@
+"""What one RL step learns from: groups of rollouts with their rewards, and the tensors the loss needs.
+
+`Group`: the n rollouts of one prompt, scored. `score_groups` turns rollouts into groups (reward function, the
+verifier's correctness, overlong handling); `keep_group` is DAPO's dynamic-sampling test; `Difficulty` keeps each
+prompt's pass-rate history across epochs (Light-R1's offline difficulty filter, done live). `Experience` is the
+flat training batch: one row per response, right-padded token ids and masks per micro-batch (`rows`), with the
+advantage and the stored old / reference log-probs of each response's completion tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from rlvr.models.logprobs import completion_mask
+from rlvr.rewards.functions import REWARDS, dapo_overlong
+from rlvr.rewards.math import verify
+from rlvr.rollout.types import Rollout
+
+Overlong = Literal["none", "filter", "zero", "soft"]
+
+
+@dataclass
+class Group:
+    problem: int  # index into the training problems
+    rollouts: list[Rollout]
+    rewards: list[float]
+    correct: list[bool]
+    truncated: list[bool]
+
+    @property
+    def pass_rate(self) -> float:
+        return sum(self.correct) / len(self.correct)
+
+
+def score_one(reward: str, text: str, gold: str) -> tuple[float, bool]:
+    """(reward, verifier correctness) of one response (module level: runs in worker processes)."""
+    return REWARDS[reward](text, gold), verify(text, gold).correct
+
+
+def score_groups(
+    rollouts: list[Rollout],
+    problems: Sequence[int],
+    golds: Sequence[str],
+    *,
+    reward: str,
+    overlong: Overlong,
+    max_new_tokens: int,
+    overlong_buffer: int,
+    executor: Executor | None = None,
+) -> list[Group]:
+    """Score every rollout (in `executor`'s processes when given) and group them by prompt.
+
+    Overlong handling of truncated responses: "zero" sets their reward to 0 (Dr. GRPO), "soft" adds DAPO's
+    length penalty (0 up to max_new_tokens - overlong_buffer, then linear to -1), "filter" leaves the reward but
+    the response is masked out of the loss (`Experience`), "none" does nothing.
+    """
+    texts = [r.text for r in rollouts]
+    answers = [golds[r.prompt_index] for r in rollouts]
+    if executor is None:
+        scored = [score_one(reward, t, a) for t, a in zip(texts, answers, strict=True)]
+    else:
+        chunk = max(1, len(texts) // 32)
+        scored = list(executor.map(score_one, [reward] * len(texts), texts, answers, chunksize=chunk))
+    groups: dict[int, Group] = {}
+    for rollout, (value, correct) in zip(rollouts, scored, strict=True):
+        truncated = rollout.finish_reason == "length"
+        if truncated and overlong == "zero":
+            value = 0.0
+        elif overlong == "soft":
+            value += dapo_overlong(len(rollout.completion_ids), max_new_tokens, overlong_buffer)
+        g = groups.setdefault(rollout.prompt_index, Group(problems[rollout.prompt_index], [], [], [], []))
+        g.rollouts.append(rollout)
+        g.rewards.append(value)
+        g.correct.append(correct)
+        g.truncated.append(truncated)
+    return list(groups.values())
+
+
+def keep_group(group: Group) -> bool:
+    """DAPO dynamic sampling: a group whose rewards are all equal has zero advantage everywhere; drop it."""
+    return max(group.rewards) - min(group.rewards) > 1e-9
+
+
+@dataclass
+class Difficulty:
+    """Each prompt's pass rate at every visit. With `skip_after` k > 0, a prompt solved by all samples, or by
+    none, at each of its last k visits is skipped from then on (`skip_solved` / `skip_unsolved` choose which)."""
+
+    history: dict[int, list[float]] = field(default_factory=dict)
+    skip_after: int = 0
+    skip_solved: bool = True
+    skip_unsolved: bool = False
+
+    def record(self, problem: int, pass_rate: float) -> None:
+        self.history.setdefault(problem, []).append(pass_rate)
+
+    def skipped(self, problem: int) -> bool:
+        last = self.history.get(problem, [])[-self.skip_after :] if self.skip_after else []
+        if len(last) < self.skip_after or not last:
+            return False
+        return (self.skip_solved and min(last) == 1.0) or (self.skip_unsolved and max(last) == 0.0)
+
+    def counts(self) -> dict[str, float]:
+        latest = [h[-1] for h in self.history.values()]
+        n = max(1, len(latest))
+        return {
+            "difficulty/seen": len(latest),
+            "difficulty/solved": sum(r == 1.0 for r in latest) / n,
+            "difficulty/unsolved": sum(r == 0.0 for r in latest) / n,
+            "difficulty/skipped": sum(self.skipped(p) for p in self.history),
+        }
+
+    def state(self) -> dict[str, Any]:
+        return {"history": self.history}
+
+
+@dataclass
+class Experience:
+    """One row per response (R rows on this process)."""
+
+    sequences: list[list[int]]  # prompt + completion ids
+    prompt_lens: list[int]
+    advantages: Tensor  # (R,) float32
+    trained: list[bool]  # False: masked out of the loss (overlong filter)
+    old_logp: list[Tensor] = field(default_factory=list)  # (C_i,) per row, when the update is off-policy
+    ref_logp: list[Tensor] = field(default_factory=list)  # (C_i,) per row, when KL to the reference is used
+
+    def __len__(self) -> int:
+        return len(self.sequences)
+
+    def rows(self, index: Sequence[int], device: torch.device, stored: bool = True) -> dict[str, Tensor]:
+        """Right-padded tensors of rows `index`: input_ids, attention_mask (b, T); completion, loss_mask (b, T)
+        bool; advantages (b,); old_logp / ref_logp (b, T) float32 at completion positions when stored (and
+        `stored`)."""
+        seqs = [self.sequences[i] for i in index]
+        T = max(len(s) for s in seqs)
+        ids = torch.zeros((len(seqs), T), dtype=torch.long)  # pad id never read: masked
+        attention = torch.zeros((len(seqs), T), dtype=torch.long)
+        for b, s in enumerate(seqs):
+            ids[b, : len(s)] = torch.tensor(s)
+            attention[b, : len(s)] = 1
+        completion = completion_mask(attention, torch.tensor([self.prompt_lens[i] for i in index]))  # (b, T)
+        trained = torch.tensor([self.trained[i] for i in index])[:, None]  # (b, 1)
+        out = {
+            "input_ids": ids.to(device),
+            "attention_mask": attention.to(device),
+            "completion": completion.to(device),
+            "loss_mask": (completion & trained).to(device),
+            "advantages": self.advantages[list(index)].to(device),
+        }
+        for name, store in (("old_logp", self.old_logp), ("ref_logp", self.ref_logp)):
+            if store and stored:
+                values = torch.zeros((len(seqs), T), dtype=torch.float32)
+                values.masked_scatter_(completion, torch.cat([store[i] for i in index]).float().cpu())
+                out[name] = values.to(device)
+        return out
+
+    def store(self, name: str, index: Sequence[int], values: Tensor, completion: Tensor) -> None:
+        """Keep per-row completion values (b, T) at `completion` positions, e.g. old log-probs."""
+        store = self.old_logp if name == "old_logp" else self.ref_logp
+        if not store:
+            store.extend([torch.empty(0)] * len(self))
+        for b, i in enumerate(index):
+            store[i] = values[b][completion[b]].detach().cpu()
+
+
+def build_experience(
+    groups: list[Group], advantage_of: Callable[[Tensor, Tensor, Tensor], Tensor], overlong: Overlong
+) -> Experience:
+    """Rows of every kept group, with advantages from (scores (R,), group index (R,), token counts (R,))."""
+    sequences, prompt_lens, scores, index, counts, trained = [], [], [], [], [], []
+    for g, group in enumerate(groups):
+        for rollout, value, truncated in zip(group.rollouts, group.rewards, group.truncated, strict=True):
+            sequences.append(list(rollout.prompt_ids) + list(rollout.completion_ids))
+            prompt_lens.append(len(rollout.prompt_ids))
+            scores.append(value)
+            index.append(g)
+            counts.append(len(rollout.completion_ids))
+            trained.append(not (truncated and overlong == "filter") and len(rollout.completion_ids) > 0)
+    advantages = advantage_of(
+        torch.tensor(scores, dtype=torch.float32),
+        torch.tensor(index),
+        torch.tensor(counts, dtype=torch.float32),
+    )
+    return Experience(sequences, prompt_lens, advantages.float(), trained)

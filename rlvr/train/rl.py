@@ -1,0 +1,644 @@
+"""Reinforcement learning with verifiable rewards: the GRPO family (GRPO, Dr. GRPO, DAPO, RLOO, REINFORCE++).
+
+One flat loop, each step:
+  prompts (next in a seeded epoch order, minus prompts the difficulty table skips)
+  → rollouts (n per prompt, through the rollout engine over the live model)
+  → rewards (rlvr's reward functions, in worker processes) and overlong handling
+  → dynamic sampling (drop groups whose rewards are all equal, sample more prompts, bounded)
+  → old and reference log-probs (only when needed: μ > 1 or several mini-batches; β > 0)
+  → advantages (over the whole step's batch)
+  → μ epochs over mini-batches of micro-batches, each mini-batch one optimizer step
+  → the engine sees the new weights (same module; vLLM gets them pushed) → metrics → checkpoint.
+
+Aggregation is exact under accumulation and across processes: each mini-batch's normaliser (tokens, sequences
+or sequences × L_max) is computed over all its micro-batches on all processes before any backward.
+Stages run one after another in one resumable run (DeepScaleR's 8K → 16K → 24K), each with its own response
+length, n and step count, optionally ending early when the training accuracy plateaus, optionally resetting the
+reference model and the optimizer at its start.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from concurrent.futures import Executor, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from rlvr.algos import ADVANTAGES, KL_ESTIMATORS, AggMode, PolicyLossStats, aggregate, normalizer, policy_loss
+from rlvr.config import save_config
+from rlvr.models.logprobs import token_logprobs
+from rlvr.rollout.types import SamplingParams
+from rlvr.train import checkpoint, distributed
+from rlvr.train.distributed import World
+from rlvr.train.examples import epoch_order, load_problems
+from rlvr.train.experience import (
+    Difficulty,
+    Experience,
+    Group,
+    Overlong,
+    build_experience,
+    keep_group,
+    score_groups,
+)
+from rlvr.train.metrics import MetricsLog
+from rlvr.train.optim import Schedule, adamw, lr_at, set_lr
+from rlvr.train.sft import TinyModel, autocast, build_model
+
+
+@dataclass
+class Stage:
+    steps: int  # optimizer-step batches in this stage (the most, with a plateau rule)
+    max_new_tokens: int  # response length limit
+    n: int = 8  # responses per prompt
+    plateau_patience: int = 0  # end the stage when train accuracy (EMA) has not improved for this many steps
+    reset_reference: bool = False  # the reference model becomes the policy at the stage's start (DeepScaleR)
+    reset_optimizer: bool = False  # fresh AdamW state at the stage's start
+
+
+@dataclass
+class RLConfig:
+    model: str = "runs/sft-tiny-arith/final"  # the starting checkpoint (local), or "tiny"
+    tiny: TinyModel = field(default_factory=TinyModel)
+    data: str = "arith"  # training problems: registered dataset or problem file
+    eval_data: str | None = "arith_test"
+    template: str = "plain"
+    reward: str = "accuracy"  # a name in rlvr.rewards.REWARDS
+    out_dir: str = "runs/rl"
+    engine: Literal["fast", "hf", "vllm"] = "fast"
+    stages: list[Stage] = field(default_factory=lambda: [Stage(steps=100, max_new_tokens=64)])
+    prompts_per_step: int = 32  # prompts per step, all processes together (groups after dynamic sampling)
+    temperature: float = 1.0  # sampling temperature of the rollouts
+    top_p: float = 1.0
+    top_k: int = 0
+    mini_batches: int = 1  # optimizer steps per rollout batch (DeepScaleR: 2 of 64 prompts)
+    ppo_epochs: int = 1  # μ: passes over the batch
+    micro_batch_size: int = 16  # responses per forward/backward on one process
+    advantage: Literal["grpo", "dr_grpo", "rloo", "reinforce_pp_baseline"] = "grpo"
+    loss_agg: AggMode = (
+        "token-mean"  # DAPO's; "seq-mean-token-mean" is the original GRPO, Dr. GRPO's is the third
+    )
+    clip_low: float = 0.2  # ε_low
+    clip_high: float = 0.2  # ε_high (DAPO clip-higher: 0.28)
+    dual_clip: float | None = 3.0  # c for A < 0 (None: off)
+    kl_coef: float = 0.0  # β: KL to the reference model (0: no reference model at all)
+    kl_estimator: Literal["k1", "k2", "k3"] = "k3"
+    kl_in: Literal["loss", "reward"] = "loss"  # reward: β·Σ_t KL subtracted from each response's reward
+    entropy_coef: float = 0.0  # entropy bonus (off, as DAPO and Light-R1)
+    dynamic_sampling: bool = False  # DAPO: drop all-equal groups and sample more prompts
+    max_sample_rounds: int = 4  # bound on the extra sampling rounds of dynamic sampling
+    overlong: Overlong = "none"  # truncated responses: none, filter (no loss), zero (reward 0), soft (DAPO)
+    overlong_buffer: int = 0  # DAPO's L_cache for "soft"
+    skip_after: int = 0  # difficulty: skip prompts always solved in their last k visits (0: never)
+    skip_unsolved: bool = False  # also skip prompts never solved in their last k visits
+    lr: float = 1e-6
+    schedule: Schedule = "constant"
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.0
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    max_grad_norm: float = 1.0
+    max_bad_steps: int = 3  # consecutive non-finite steps before the run stops (each is skipped)
+    eval_every: int = 0  # steps between held-out evaluations (0: only before and after)
+    eval_problems: int = 200
+    eval_n: int = 1
+    eval_temperature: float = 0.0
+    eval_max_new_tokens: int = 0  # 0: the last stage's max_new_tokens
+    save_every: int = 0  # steps between checkpoints (0: at the end only)
+    keep_last: int = 2
+    sample_every: int = 10  # steps between sample completions written to samples.jsonl (0: never)
+    reward_workers: int = 0  # processes for rewards (0: in the trainer process)
+    seed: int = 0
+    device: str = "auto"
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    gradient_checkpointing: bool = False
+    tensorboard: bool = False
+
+
+def run(config: RLConfig, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    world = distributed.init(config.device)
+    try:
+        return Trainer(config, world, resume=resume, progress=progress).train()
+    finally:
+        distributed.shutdown()
+
+
+class Trainer:
+    """The run's state (model, optimizer, data position, stage, difficulty table); `train` is the loop."""
+
+    def __init__(self, config: RLConfig, world: World, *, resume: bool, progress: bool) -> None:
+        if config.prompts_per_step % world.size or config.prompts_per_step < world.size:
+            raise ValueError(
+                f"prompts_per_step={config.prompts_per_step} must be a multiple of {world.size} processes"
+            )
+        if not config.stages:
+            raise ValueError("a recipe needs at least one stage")
+        self.config, self.world, self.progress = config, world, progress
+        self.run_dir = Path(config.out_dir)
+        last = checkpoint.latest(self.run_dir)
+        if last is not None and not resume:
+            raise ValueError(
+                f"{self.run_dir} already holds checkpoints: pass --resume, or choose another out_dir"
+            )
+        torch.manual_seed(config.seed)
+        self.model, self.tokenizer = build_model(config, last if resume else None, world.device)
+        self.problems = load_problems(config.data)
+        self.prompts = _render_all(config.template, [p.problem for p in self.problems], self.tokenizer)
+        self.eval_problems = (
+            load_problems(config.eval_data)[: config.eval_problems] if config.eval_data else []
+        )
+        self.optimizer = self._optimizer()
+        self.step, self.stage, self.stage_step, self.consumed = 0, 0, 0, 0
+        self.best, self.since_best = -1.0, 0
+        self.ema: float | None = None
+        self.difficulty = Difficulty(skip_after=config.skip_after, skip_unsolved=config.skip_unsolved)
+        self.reference_path = config.model
+        if resume and last is not None:
+            state = checkpoint.load(last, self.optimizer, world)
+            for key in (
+                "step",
+                "stage",
+                "stage_step",
+                "consumed",
+                "best",
+                "since_best",
+                "ema",
+                "reference_path",
+            ):
+                setattr(self, key, state[key])
+            self.difficulty.history = state["difficulty"]["history"]
+        self.reference = self._reference() if config.kl_coef > 0 else None
+        self.engine = _engine(config.engine, self.model, self.tokenizer)
+        self.executor: Executor | None = (
+            ProcessPoolExecutor(config.reward_workers) if config.reward_workers > 0 else None
+        )
+        self.resumed = resume and last is not None
+
+    # -- the loop -----------------------------------------------------------------------------------------------
+    def train(self) -> dict[str, Any]:
+        config, world = self.config, self.world
+        if world.main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(config, self.run_dir / "config.yaml")
+        log = MetricsLog(
+            self.run_dir / "metrics.jsonl",
+            resume_step=self.step if self.resumed else None,
+            tensorboard=config.tensorboard,
+            main=world.main,
+        )
+        from tqdm import tqdm
+
+        total = sum(s.steps for s in config.stages)
+        bar = tqdm(
+            total=total, initial=self.step, disable=not (self.progress and world.main), desc="rl", unit="step"
+        )
+        figures: dict[str, Any] = {}
+        start = time.time()
+        if not self.resumed and self.eval_problems:
+            figures["eval/accuracy_before"] = self._evaluate(log)
+        bad_steps = 0
+        while self.stage < len(config.stages):
+            stage = config.stages[self.stage]
+            if self.stage_step >= stage.steps or self._plateaued(stage):
+                self._next_stage()
+                continue
+            metrics = self._step(stage)
+            bad_steps = bad_steps + 1 if metrics.get("train/skipped") else 0
+            if bad_steps > config.max_bad_steps:
+                raise RuntimeError(
+                    f"{bad_steps} non-finite steps in a row at step {self.step}: stopping; "
+                    f"the last checkpoint in {self.run_dir / 'checkpoints'} is intact"
+                )
+            self.step += 1
+            self.stage_step += 1
+            if config.eval_every and self.step % config.eval_every == 0 and self.eval_problems:
+                metrics["eval/accuracy"] = self._evaluate(log, record=False)
+            log.log(self.step, metrics)
+            figures.update(metrics)
+            bar.set_postfix(
+                reward=f"{metrics['train/reward_mean']:.3f}", acc=f"{metrics['train/accuracy']:.3f}"
+            )
+            bar.update(1)
+            last_step = self.step == total
+            if last_step or (config.save_every and self.step % config.save_every == 0):
+                self._save()
+        bar.close()
+        if self.eval_problems:
+            figures["eval/accuracy_after"] = self._evaluate(log)
+        if world.main:
+            from rlvr.models.checkpoint import save_checkpoint
+
+            save_checkpoint(self.model, self.tokenizer, self.run_dir / "final")
+        distributed.barrier()
+        log.close()
+        if self.executor is not None:
+            self.executor.shutdown()
+        figures.update(steps=self.step, seconds=time.time() - start, run_dir=str(self.run_dir))
+        return figures
+
+    def _step(self, stage: Stage) -> dict[str, Any]:
+        config = self.config
+        t0 = time.time()
+        groups, sampled, timings = self._collect(stage)
+        t1 = time.time()
+        metrics = _rollout_metrics(sampled, groups, stage)
+        self.track_plateau(metrics["train/accuracy"])
+        metrics.update(self.difficulty.counts())
+        if not groups:  # every group had equal rewards: nothing to learn from this step
+            metrics.update({"train/skipped": 0.0, "train/empty": 1.0, **timings})
+            return metrics
+        if config.kl_coef > 0 and config.kl_in == "reward":
+            self._kl_into_rewards(groups)
+        experience = build_experience(groups, self._advantages, config.overlong)
+        off_policy = config.ppo_epochs > 1 or config.mini_batches > 1
+        if off_policy:
+            self._store_logp(experience, "old_logp", self.model)
+        if self.reference is not None and config.kl_in == "loss":
+            self._store_logp(experience, "ref_logp", self.reference)
+        t2 = time.time()
+        update = self._update(experience)
+        t3 = time.time()
+        tokens = sum(len(r.completion_ids) for g in sampled for r in g.rollouts)
+        metrics.update(update)
+        metrics.update(
+            {
+                "time/generate": timings["time/generate"],
+                "time/reward": timings["time/reward"],
+                "time/logprob": t2 - t1,
+                "time/update": t3 - t2,
+                "time/step": t3 - t0,
+                "perf/tokens_per_s": tokens * self.world.size / max(t3 - t0, 1e-9),
+                "perf/generate_tokens_per_s": tokens / max(timings["time/generate"], 1e-9),
+            }
+        )
+        if config.sample_every and self.step % config.sample_every == 0:
+            self._write_samples(sampled)
+        return metrics
+
+    # -- rollouts --------------------------------------------------------------------------------------------------
+    def _next_prompts(self, count: int) -> list[int]:
+        """The next `count` prompts for all processes together, skipping what the difficulty table skips."""
+        out: list[int] = []
+        size, scanned = len(self.problems), 0
+        while len(out) < count:
+            epoch, offset = divmod(self.consumed, size)
+            index = epoch_order(size, self.config.seed, epoch)[offset]
+            self.consumed += 1
+            scanned += 1
+            if not self.difficulty.skipped(index):
+                out.append(index)
+            elif scanned > 2 * size:
+                raise RuntimeError("every training prompt is skipped by the difficulty filter (skip_after)")
+        return out
+
+    def _collect(self, stage: Stage) -> tuple[list[Group], list[Group], dict[str, float]]:
+        """Kept groups (this process's share), every sampled group, and the time spent generating and scoring."""
+        config, world = self.config, self.world
+        need = config.prompts_per_step // world.size
+        kept: list[Group] = []
+        sampled: list[Group] = []
+        t_gen = t_reward = 0.0
+        for round_ in range(1 + (config.max_sample_rounds if config.dynamic_sampling else 0)):
+            # every process consumes the same global prompts: the largest shortfall of any process, times W
+            missing = int(distributed.all_max(need - len(kept), world.device))
+            if missing <= 0:
+                break
+            chosen = self._next_prompts(missing * world.size)[world.rank :: world.size]
+            params = SamplingParams(
+                n=stage.n,
+                temperature=config.temperature,
+                top_p=config.top_p,
+                top_k=config.top_k,
+                max_new_tokens=stage.max_new_tokens,
+                seed=config.seed * 1_000_003 + self.step * 1009 + round_ * 31 + world.rank,
+            )
+            t = time.time()
+            rollouts = self.engine.generate([self.prompts[i] for i in chosen], params)
+            t_gen += time.time() - t
+            t = time.time()
+            groups = score_groups(
+                rollouts,
+                chosen,
+                [self.problems[i].answer for i in chosen],
+                reward=config.reward,
+                overlong=config.overlong,
+                max_new_tokens=stage.max_new_tokens,
+                overlong_buffer=config.overlong_buffer,
+                executor=self.executor,
+            )
+            t_reward += time.time() - t
+            for group in groups:
+                self.difficulty.record(group.problem, group.pass_rate)
+            sampled += groups
+            kept += [g for g in groups if keep_group(g)] if config.dynamic_sampling else groups
+        return kept[:need], sampled, {"time/generate": t_gen, "time/reward": t_reward}
+
+    # -- advantages and log-probs ------------------------------------------------------------------------------------
+    def _advantages(self, scores: torch.Tensor, index: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        """Advantages over the step's whole batch: groups are whole on one process, but batch-level estimators
+        (REINFORCE++ whitening) need every process's rows, so they see the gathered batch."""
+        fn = ADVANTAGES[self.config.advantage]
+        if self.world.size == 1 or self.config.advantage != "reinforce_pp_baseline":
+            return fn(scores, index, token_counts=counts)
+        parts = distributed.all_gather_object((scores, index, counts))
+        first = sum(len(p[0]) for p in parts[: self.world.rank])  # this process's rows in the gathered batch
+        gathered = fn(
+            torch.cat([p[0] for p in parts]),
+            torch.cat(
+                [p[1] + 1_000_000 * rank for rank, p in enumerate(parts)]
+            ),  # group ids unique per process
+            token_counts=torch.cat([p[2] for p in parts]),
+        )
+        return gathered[first : first + len(scores)]
+
+    def _kl_into_rewards(self, groups: list[Group]) -> None:
+        """kl_in=reward: subtract β·Σ_t KL(π‖π_ref) of each response from its reward (sequence-level; rlvr has no
+        critic, so the token-level PPO form reduces to this for outcome advantages)."""
+        experience = build_experience(groups, lambda s, i, c: torch.zeros_like(s), "none")
+        self._store_logp(experience, "old_logp", self.model)
+        assert self.reference is not None
+        self._store_logp(experience, "ref_logp", self.reference)
+        estimator = KL_ESTIMATORS[self.config.kl_estimator]
+        row = 0
+        for group in groups:
+            for j in range(len(group.rewards)):
+                kl = estimator(experience.old_logp[row], experience.ref_logp[row]).sum()
+                group.rewards[j] -= self.config.kl_coef * float(kl)
+                row += 1
+
+    @torch.no_grad()
+    def _store_logp(self, experience: Experience, name: str, model: Any) -> None:
+        size = self.config.micro_batch_size
+        for start in range(0, len(experience), size):
+            index = list(range(start, min(start + size, len(experience))))
+            rows = experience.rows(index, self.world.device, stored=False)
+            with autocast(self.config.dtype, self.world.device):
+                out = token_logprobs(
+                    model,
+                    rows["input_ids"],
+                    rows["attention_mask"],
+                    target_mask=rows["completion"],
+                    entropy="none",
+                )
+            experience.store(name, index, out.logp, rows["completion"])
+
+    # -- the update ------------------------------------------------------------------------------------------------
+    def _update(self, experience: Experience) -> dict[str, Any]:
+        config, world = self.config, self.world
+        rows = len(experience)
+        order = list(range(rows))
+        stats: PolicyLossStats | None = None
+        losses, kls, entropies, grad_norms, skipped = 0.0, 0.0, 0.0, [], 0
+        kl_tokens = entropy_tokens = 0.0
+        max_len = self.config.stages[self.stage].max_new_tokens
+        for _epoch in range(config.ppo_epochs):
+            per_mini = math.ceil(rows / config.mini_batches)
+            for m in range(config.mini_batches):
+                mini = order[m * per_mini : (m + 1) * per_mini]
+                micro = [
+                    mini[i : i + config.micro_batch_size]
+                    for i in range(0, len(mini), config.micro_batch_size)
+                ]
+                masks = (
+                    [experience.rows(mb, torch.device("cpu"))["loss_mask"] for mb in micro] if mini else []
+                )
+                local = normalizer(masks, config.loss_agg, max_len) if masks else 0.0
+                norm = distributed.all_sum([local], world.device)[0]
+                if norm <= 0:
+                    continue
+                lr = lr_at(
+                    self.step, lr=config.lr, total=sum(s.steps for s in config.stages), warmup=config.warmup_steps,
+                    schedule=config.schedule, min_lr_ratio=config.min_lr_ratio,
+                )  # fmt: skip
+                set_lr(self.optimizer, lr)
+                for mb in micro:
+                    loss, mb_stats, extra = self._micro_loss(experience, mb, norm, max_len)
+                    loss.backward()
+                    losses += float(loss.detach())
+                    stats = mb_stats if stats is None else stats + mb_stats
+                    kls += extra["kl"]
+                    entropies += extra["entropy"]
+                    kl_tokens += extra["tokens"]
+                    entropy_tokens += extra["tokens"]
+                distributed.all_reduce_grads(self.model.parameters())
+                grad_norm = float(
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.max_grad_norm or math.inf)
+                )
+                if math.isfinite(grad_norm) and math.isfinite(losses):
+                    self.optimizer.step()
+                else:
+                    skipped += 1
+                    warnings.warn(
+                        f"step {self.step}: non-finite loss or gradient, update skipped", stacklevel=1
+                    )
+                self.optimizer.zero_grad(set_to_none=True)
+                grad_norms.append(grad_norm)
+        sums = [losses, kls, entropies, kl_tokens]
+        if stats is not None:
+            sums += [
+                float(stats.tokens),
+                float(stats.clip_low),
+                float(stats.clip_high),
+                float(stats.dual_clip),
+                float(stats.ppo_kl),
+            ]
+        else:
+            sums += [0.0] * 5
+        total = distributed.all_sum(sums, world.device)
+        tokens = max(total[4], 1.0)
+        return {
+            "train/loss": total[0] / max(1, config.ppo_epochs * config.mini_batches),
+            "train/kl_ref": total[1] / max(total[3], 1.0),
+            "train/entropy": total[2] / max(total[3], 1.0),
+            "train/clip_low": total[5] / tokens,
+            "train/clip_high": total[6] / tokens,
+            "train/dual_clip": total[7] / tokens,
+            "train/ppo_kl": total[8] / tokens,
+            "train/grad_norm": sum(grad_norms) / max(1, len(grad_norms)),
+            "train/lr": self.optimizer.param_groups[0]["lr"],
+            "train/skipped": float(skipped),
+        }
+
+    def _micro_loss(
+        self, experience: Experience, index: list[int], norm: float, max_len: int
+    ) -> tuple[torch.Tensor, PolicyLossStats, dict[str, float]]:
+        config = self.config
+        rows = experience.rows(index, self.world.device)
+        with autocast(config.dtype, self.world.device):
+            out = token_logprobs(
+                self.model,
+                rows["input_ids"],
+                rows["attention_mask"],
+                target_mask=rows["completion"],
+                entropy="grad" if config.entropy_coef else "detached",
+            )
+        mask = rows["loss_mask"]  # (b, T)
+        logp = out.logp  # (b, T)
+        old_logp = rows.get("old_logp", logp.detach())  # on-policy: ratio 1, the plain policy gradient
+        per_token, stats = policy_loss(
+            logp, old_logp, rows["advantages"], mask,
+            clip_low=config.clip_low, clip_high=config.clip_high, dual_clip=config.dual_clip,
+        )  # fmt: skip
+        kl_sum = 0.0
+        if "ref_logp" in rows:
+            kl = KL_ESTIMATORS[config.kl_estimator](logp, rows["ref_logp"])  # (b, T)
+            per_token = per_token + config.kl_coef * kl
+            kl_sum = float((kl.detach() * mask).sum())
+        assert out.entropy is not None
+        if config.entropy_coef:
+            per_token = per_token - config.entropy_coef * out.entropy
+        loss = aggregate(per_token, mask, config.loss_agg, normalizer=norm)
+        extra = {
+            "kl": kl_sum,
+            "entropy": float((out.entropy.detach() * mask).sum()),
+            "tokens": float(mask.sum()),
+        }
+        return loss, stats, extra
+
+    # -- stages, evaluation, checkpoints -------------------------------------------------------------------------
+    def _plateaued(self, stage: Stage) -> bool:
+        return bool(stage.plateau_patience) and self.since_best >= stage.plateau_patience
+
+    def _next_stage(self) -> None:
+        self.stage += 1
+        self.stage_step = 0
+        self.best, self.since_best, self.ema = -1.0, 0, None
+        if self.stage >= len(self.config.stages):
+            return
+        stage = self.config.stages[self.stage]
+        if stage.reset_reference and self.config.kl_coef > 0:
+            path = self.run_dir / f"reference-stage{self.stage}"
+            if self.world.main:
+                from rlvr.models.checkpoint import save_checkpoint
+
+                save_checkpoint(self.model, self.tokenizer, path)
+            distributed.barrier()
+            self.reference_path = str(path)
+            self.reference = self._reference()
+        if stage.reset_optimizer:
+            self.optimizer = self._optimizer()
+
+    def _optimizer(self) -> torch.optim.AdamW:
+        c = self.config
+        return adamw(self.model, lr=c.lr, weight_decay=c.weight_decay, betas=c.betas)
+
+    def _reference(self) -> Any:
+        from rlvr.models.checkpoint import load_model
+
+        if self.reference_path == "tiny":
+            model, _ = build_model(self.config, None, self.world.device)
+        else:
+            model = load_model(self.reference_path, device=str(self.world.device))
+        model.eval().requires_grad_(False)
+        return model
+
+    def _evaluate(self, log: MetricsLog, record: bool = True) -> float:
+        from rlvr.eval.accuracy import heldout_accuracy
+
+        c = self.config
+        accuracy = 0.0
+        if self.world.main:
+            result = heldout_accuracy(
+                self.model, self.tokenizer, self.eval_problems, template=c.template,
+                max_new_tokens=c.eval_max_new_tokens or c.stages[-1].max_new_tokens,
+                n=c.eval_n, temperature=c.eval_temperature, seed=c.seed, engine=self.engine,
+            )  # fmt: skip
+            accuracy = result.accuracy
+            if record:
+                log.log(self.step, {"eval/accuracy": accuracy, "eval/truncated": result.truncated})
+        return float(distributed.broadcast_object(accuracy))  # type: ignore[arg-type]
+
+    def _save(self) -> None:
+        state = {
+            key: getattr(self, key)
+            for key in (
+                "step",
+                "stage",
+                "stage_step",
+                "consumed",
+                "best",
+                "since_best",
+                "ema",
+                "reference_path",
+            )
+        }
+        state["difficulty"] = self.difficulty.state()
+        checkpoint.save(
+            self.run_dir, self.step, model=self.model, tokenizer=self.tokenizer, optimizer=self.optimizer,
+            state=state, world=self.world, keep_last=self.config.keep_last,
+        )  # fmt: skip
+
+    def _write_samples(self, groups: list[Group]) -> None:
+        if not self.world.main or not groups:
+            return
+        import json
+
+        with (self.run_dir / "samples.jsonl").open("a", encoding="utf-8") as f:
+            for group in groups[:2]:
+                problem = self.problems[group.problem]
+                for rollout, reward, correct in list(
+                    zip(group.rollouts, group.rewards, group.correct, strict=True)
+                )[:2]:
+                    record = {
+                        "step": self.step, "id": problem.id, "problem": problem.problem, "answer": problem.answer,
+                        "response": rollout.text, "reward": reward, "correct": correct,
+                        "finish_reason": rollout.finish_reason,
+                    }  # fmt: skip
+                    f.write(json.dumps(record) + "\n")
+
+    def track_plateau(self, accuracy: float) -> None:
+        self.ema = accuracy if self.ema is None else 0.9 * self.ema + 0.1 * accuracy
+        if self.ema > self.best + 1e-3:
+            self.best, self.since_best = self.ema, 0
+        else:
+            self.since_best += 1
+
+
+def _render_all(template: str, problems: list[str], tokenizer: Any) -> list[str]:
+    from rlvr.data.templates import render
+
+    return [render(template, p, tokenizer) for p in problems]
+
+
+def _engine(name: str, model: Any, tokenizer: Any) -> Any:
+    if name == "fast":
+        from rlvr.rollout.fast import FastEngine
+
+        return FastEngine(model, tokenizer)
+    if name == "hf":
+        from rlvr.rollout.hf import HFEngine
+
+        return HFEngine(model, tokenizer)
+    raise ValueError(
+        "engine vllm: run the trainer with the vllm extra on a GPU (not wired into this loop yet)"
+    )
+
+
+def _rollout_metrics(sampled: list[Group], kept: list[Group], stage: Stage) -> dict[str, Any]:
+    rewards = [r for g in sampled for r in g.rewards]
+    correct = [c for g in sampled for c in g.correct]
+    lengths = [len(r.completion_ids) for g in sampled for r in g.rollouts]
+    truncated = [t for g in sampled for t in g.truncated]
+    right = [n for n, c in zip(lengths, correct, strict=True) if c]
+    wrong = [n for n, c in zip(lengths, correct, strict=True) if not c]
+    n = max(1, len(rewards))
+    mean = sum(rewards) / n
+    return {
+        "train/reward_mean": mean,
+        "train/reward_std": math.sqrt(sum((r - mean) ** 2 for r in rewards) / n),
+        "train/accuracy": sum(correct) / n,
+        "train/all_correct": sum(all(g.correct) for g in sampled) / max(1, len(sampled)),
+        "train/all_wrong": sum(not any(g.correct) for g in sampled) / max(1, len(sampled)),
+        "train/response_length": sum(lengths) / n,
+        "train/response_length_max": max(lengths, default=0),
+        "train/length_correct": sum(right) / max(1, len(right)),
+        "train/length_wrong": sum(wrong) / max(1, len(wrong)),
+        "train/truncated": sum(truncated) / n,
+        "train/groups_sampled": len(sampled),
+        "train/groups_kept": len(kept),
+        "train/max_new_tokens": stage.max_new_tokens,
+    }
