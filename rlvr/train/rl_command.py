@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 HELP = "RL training (GRPO family, staged context lengthening) from a recipe"
 
@@ -40,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
         recipe = None
     config = load_config(RLConfig, find_recipe(recipe, "rl") if recipe else None, overrides)
     figures = train(config, resume=args.resume, progress=not args.no_progress and not args.json)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun only the first process reports
+        return 0
     if args.json:
         print(json.dumps(figures))
         return 0
