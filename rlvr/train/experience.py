@@ -9,6 +9,7 @@ advantage and the stored old / reference log-probs of each response's completion
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -189,3 +190,30 @@ def build_experience(
         torch.tensor(counts, dtype=torch.float32),
     )
     return Experience(sequences, prompt_lens, advantages.float(), trained)
+
+
+def rollout_metrics(sampled: list[Group], kept: list[Group], max_new_tokens: int) -> dict[str, Any]:
+    """Step metrics over every sampled group (kept: the groups trained on after dynamic sampling)."""
+    rewards = [r for g in sampled for r in g.rewards]
+    correct = [c for g in sampled for c in g.correct]
+    lengths = [len(r.completion_ids) for g in sampled for r in g.rollouts]
+    truncated = [t for g in sampled for t in g.truncated]
+    right = [n for n, c in zip(lengths, correct, strict=True) if c]
+    wrong = [n for n, c in zip(lengths, correct, strict=True) if not c]
+    n = max(1, len(rewards))
+    mean = sum(rewards) / n
+    return {
+        "train/reward_mean": mean,
+        "train/reward_std": math.sqrt(sum((r - mean) ** 2 for r in rewards) / n),
+        "train/accuracy": sum(correct) / n,
+        "train/all_correct": sum(all(g.correct) for g in sampled) / max(1, len(sampled)),
+        "train/all_wrong": sum(not any(g.correct) for g in sampled) / max(1, len(sampled)),
+        "train/response_length": sum(lengths) / n,
+        "train/response_length_max": max(lengths, default=0),
+        "train/length_correct": sum(right) / max(1, len(right)),
+        "train/length_wrong": sum(wrong) / max(1, len(wrong)),
+        "train/truncated": sum(truncated) / n,
+        "train/groups_sampled": len(sampled),
+        "train/groups_kept": len(kept),
+        "train/max_new_tokens": max_new_tokens,
+    }

@@ -23,13 +23,12 @@ import math
 import time
 import warnings
 from concurrent.futures import Executor, ProcessPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
-from rlvr.algos import ADVANTAGES, KL_ESTIMATORS, AggMode, PolicyLossStats, aggregate, normalizer, policy_loss
+from rlvr.algos import ADVANTAGES, KL_ESTIMATORS, PolicyLossStats, aggregate, normalizer, policy_loss
 from rlvr.config import save_config
 from rlvr.models.logprobs import token_logprobs
 from rlvr.rollout.types import SamplingParams
@@ -40,83 +39,15 @@ from rlvr.train.experience import (
     Difficulty,
     Experience,
     Group,
-    Overlong,
     build_experience,
     keep_group,
+    rollout_metrics,
     score_groups,
 )
 from rlvr.train.metrics import MetricsLog
-from rlvr.train.optim import Schedule, adamw, lr_at, set_lr
-from rlvr.train.sft import TinyModel, autocast, build_model
-
-
-@dataclass
-class Stage:
-    steps: int  # optimizer-step batches in this stage (the most, with a plateau rule)
-    max_new_tokens: int  # response length limit
-    n: int = 8  # responses per prompt
-    plateau_patience: int = 0  # end the stage when train accuracy (EMA) has not improved for this many steps
-    reset_reference: bool = False  # the reference model becomes the policy at the stage's start (DeepScaleR)
-    reset_optimizer: bool = False  # fresh AdamW state at the stage's start
-
-
-@dataclass
-class RLConfig:
-    model: str = "runs/sft-tiny-arith/final"  # the starting checkpoint (local), or "tiny"
-    tiny: TinyModel = field(default_factory=TinyModel)
-    data: str = "arith"  # training problems: registered dataset or problem file
-    eval_data: str | None = "arith_test"
-    template: str = "plain"
-    reward: str = "accuracy"  # a name in rlvr.rewards.REWARDS
-    out_dir: str = "runs/rl"
-    engine: Literal["fast", "hf", "vllm"] = "fast"
-    stages: list[Stage] = field(default_factory=lambda: [Stage(steps=100, max_new_tokens=64)])
-    prompts_per_step: int = 32  # prompts per step, all processes together (groups after dynamic sampling)
-    temperature: float = 1.0  # sampling temperature of the rollouts
-    top_p: float = 1.0
-    top_k: int = 0
-    mini_batches: int = 1  # optimizer steps per rollout batch (DeepScaleR: 2 of 64 prompts)
-    ppo_epochs: int = 1  # μ: passes over the batch
-    micro_batch_size: int = 16  # responses per forward/backward on one process
-    advantage: Literal["grpo", "dr_grpo", "rloo", "reinforce_pp_baseline"] = "grpo"
-    loss_agg: AggMode = (
-        "token-mean"  # DAPO's; "seq-mean-token-mean" is the original GRPO, Dr. GRPO's is the third
-    )
-    clip_low: float = 0.2  # ε_low
-    clip_high: float = 0.2  # ε_high (DAPO clip-higher: 0.28)
-    dual_clip: float | None = 3.0  # c for A < 0 (None: off)
-    kl_coef: float = 0.0  # β: KL to the reference model (0: no reference model at all)
-    kl_estimator: Literal["k1", "k2", "k3"] = "k3"
-    kl_in: Literal["loss", "reward"] = "loss"  # reward: β·Σ_t KL subtracted from each response's reward
-    entropy_coef: float = 0.0  # entropy bonus (off, as DAPO and Light-R1)
-    dynamic_sampling: bool = False  # DAPO: drop all-equal groups and sample more prompts
-    max_sample_rounds: int = 4  # bound on the extra sampling rounds of dynamic sampling
-    overlong: Overlong = "none"  # truncated responses: none, filter (no loss), zero (reward 0), soft (DAPO)
-    overlong_buffer: int = 0  # DAPO's L_cache for "soft"
-    skip_after: int = 0  # difficulty: skip prompts always solved in their last k visits (0: never)
-    skip_unsolved: bool = False  # also skip prompts never solved in their last k visits
-    lr: float = 1e-6
-    schedule: Schedule = "constant"
-    warmup_steps: int = 0
-    min_lr_ratio: float = 0.0
-    weight_decay: float = 0.0
-    betas: tuple[float, float] = (0.9, 0.999)
-    max_grad_norm: float = 1.0
-    max_bad_steps: int = 3  # consecutive non-finite steps before the run stops (each is skipped)
-    eval_every: int = 0  # steps between held-out evaluations (0: only before and after)
-    eval_problems: int = 200
-    eval_n: int = 1
-    eval_temperature: float = 0.0
-    eval_max_new_tokens: int = 0  # 0: the last stage's max_new_tokens
-    save_every: int = 0  # steps between checkpoints (0: at the end only)
-    keep_last: int = 2
-    sample_every: int = 10  # steps between sample completions written to samples.jsonl (0: never)
-    reward_workers: int = 0  # processes for rewards (0: in the trainer process)
-    seed: int = 0
-    device: str = "auto"
-    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
-    gradient_checkpointing: bool = False
-    tensorboard: bool = False
+from rlvr.train.optim import adamw, lr_at, set_lr
+from rlvr.train.rl_config import RLConfig, Stage
+from rlvr.train.sft import autocast, build_model
 
 
 def run(config: RLConfig, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
@@ -245,7 +176,7 @@ class Trainer:
         t0 = time.time()
         groups, sampled, timings = self._collect(stage)
         t1 = time.time()
-        metrics = _rollout_metrics(sampled, groups, stage)
+        metrics = rollout_metrics(sampled, groups, stage.max_new_tokens)
         self.track_plateau(metrics["train/accuracy"])
         metrics.update(self.difficulty.counts())
         if not groups:  # every group had equal rewards: nothing to learn from this step
@@ -388,47 +319,42 @@ class Trainer:
 
     # -- the update ------------------------------------------------------------------------------------------------
     def _update(self, experience: Experience) -> dict[str, Any]:
+        """μ epochs over `mini_batches` mini-batches, each one optimizer step over its micro-batches."""
         config, world = self.config, self.world
-        rows = len(experience)
-        order = list(range(rows))
+        max_len = config.stages[self.stage].max_new_tokens
+        per_mini = math.ceil(len(experience) / config.mini_batches)
+        sums = dict.fromkeys(("loss", "kl", "entropy", "tokens"), 0.0)
         stats: PolicyLossStats | None = None
-        losses, kls, entropies, grad_norms, skipped = 0.0, 0.0, 0.0, [], 0
-        kl_tokens = entropy_tokens = 0.0
-        max_len = self.config.stages[self.stage].max_new_tokens
+        grad_norms: list[float] = []
+        skipped = 0
+        set_lr(self.optimizer, self._lr())
         for _epoch in range(config.ppo_epochs):
-            per_mini = math.ceil(rows / config.mini_batches)
             for m in range(config.mini_batches):
-                mini = order[m * per_mini : (m + 1) * per_mini]
+                mini = list(range(m * per_mini, min((m + 1) * per_mini, len(experience))))
                 micro = [
                     mini[i : i + config.micro_batch_size]
                     for i in range(0, len(mini), config.micro_batch_size)
                 ]
-                masks = (
-                    [experience.rows(mb, torch.device("cpu"))["loss_mask"] for mb in micro] if mini else []
-                )
-                local = normalizer(masks, config.loss_agg, max_len) if masks else 0.0
-                norm = distributed.all_sum([local], world.device)[0]
+                # the normaliser of the whole mini-batch, over every micro-batch of every process, before any backward
+                masks = [experience.rows(mb, torch.device("cpu"))["loss_mask"] for mb in micro]
+                norm = distributed.all_sum(
+                    [normalizer(masks, config.loss_agg, max_len) if masks else 0.0], world.device
+                )[0]
                 if norm <= 0:
                     continue
-                lr = lr_at(
-                    self.step, lr=config.lr, total=sum(s.steps for s in config.stages), warmup=config.warmup_steps,
-                    schedule=config.schedule, min_lr_ratio=config.min_lr_ratio,
-                )  # fmt: skip
-                set_lr(self.optimizer, lr)
+                mini_loss = 0.0
                 for mb in micro:
                     loss, mb_stats, extra = self._micro_loss(experience, mb, norm, max_len)
                     loss.backward()
-                    losses += float(loss.detach())
+                    mini_loss += float(loss.detach())
                     stats = mb_stats if stats is None else stats + mb_stats
-                    kls += extra["kl"]
-                    entropies += extra["entropy"]
-                    kl_tokens += extra["tokens"]
-                    entropy_tokens += extra["tokens"]
+                    for key in ("kl", "entropy", "tokens"):
+                        sums[key] += extra[key]
                 distributed.all_reduce_grads(self.model.parameters())
                 grad_norm = float(
                     torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.max_grad_norm or math.inf)
                 )
-                if math.isfinite(grad_norm) and math.isfinite(losses):
+                if math.isfinite(grad_norm) and math.isfinite(mini_loss):
                     self.optimizer.step()
                 else:
                     skipped += 1
@@ -436,32 +362,39 @@ class Trainer:
                         f"step {self.step}: non-finite loss or gradient, update skipped", stacklevel=1
                     )
                 self.optimizer.zero_grad(set_to_none=True)
+                sums["loss"] += mini_loss
                 grad_norms.append(grad_norm)
-        sums = [losses, kls, entropies, kl_tokens]
-        if stats is not None:
-            sums += [
-                float(stats.tokens),
-                float(stats.clip_low),
-                float(stats.clip_high),
-                float(stats.dual_clip),
-                float(stats.ppo_kl),
+        clip = (
+            [0.0] * 5
+            if stats is None
+            else [
+                float(v)
+                for v in (stats.tokens, stats.clip_low, stats.clip_high, stats.dual_clip, stats.ppo_kl)
             ]
-        else:
-            sums += [0.0] * 5
-        total = distributed.all_sum(sums, world.device)
-        tokens = max(total[4], 1.0)
+        )
+        loss_sum, kl, entropy, tokens, clip_tokens, low, high, dual, ppo_kl = distributed.all_sum(
+            [sums["loss"], sums["kl"], sums["entropy"], sums["tokens"], *clip], world.device
+        )
+        tokens, clip_tokens = max(tokens, 1.0), max(clip_tokens, 1.0)
         return {
-            "train/loss": total[0] / max(1, config.ppo_epochs * config.mini_batches),
-            "train/kl_ref": total[1] / max(total[3], 1.0),
-            "train/entropy": total[2] / max(total[3], 1.0),
-            "train/clip_low": total[5] / tokens,
-            "train/clip_high": total[6] / tokens,
-            "train/dual_clip": total[7] / tokens,
-            "train/ppo_kl": total[8] / tokens,
+            "train/loss": loss_sum / max(1, len(grad_norms)),
+            "train/kl_ref": kl / tokens,
+            "train/entropy": entropy / tokens,
+            "train/clip_low": low / clip_tokens,
+            "train/clip_high": high / clip_tokens,
+            "train/dual_clip": dual / clip_tokens,
+            "train/ppo_kl": ppo_kl / clip_tokens,
             "train/grad_norm": sum(grad_norms) / max(1, len(grad_norms)),
             "train/lr": self.optimizer.param_groups[0]["lr"],
             "train/skipped": float(skipped),
         }
+
+    def _lr(self) -> float:
+        c = self.config
+        return lr_at(
+            self.step, lr=c.lr, total=sum(s.steps for s in c.stages), warmup=c.warmup_steps,
+            schedule=c.schedule, min_lr_ratio=c.min_lr_ratio,
+        )  # fmt: skip
 
     def _micro_loss(
         self, experience: Experience, index: list[int], norm: float, max_len: int
@@ -616,29 +549,3 @@ def _engine(name: str, model: Any, tokenizer: Any) -> Any:
     raise ValueError(
         "engine vllm: run the trainer with the vllm extra on a GPU (not wired into this loop yet)"
     )
-
-
-def _rollout_metrics(sampled: list[Group], kept: list[Group], stage: Stage) -> dict[str, Any]:
-    rewards = [r for g in sampled for r in g.rewards]
-    correct = [c for g in sampled for c in g.correct]
-    lengths = [len(r.completion_ids) for g in sampled for r in g.rollouts]
-    truncated = [t for g in sampled for t in g.truncated]
-    right = [n for n, c in zip(lengths, correct, strict=True) if c]
-    wrong = [n for n, c in zip(lengths, correct, strict=True) if not c]
-    n = max(1, len(rewards))
-    mean = sum(rewards) / n
-    return {
-        "train/reward_mean": mean,
-        "train/reward_std": math.sqrt(sum((r - mean) ** 2 for r in rewards) / n),
-        "train/accuracy": sum(correct) / n,
-        "train/all_correct": sum(all(g.correct) for g in sampled) / max(1, len(sampled)),
-        "train/all_wrong": sum(not any(g.correct) for g in sampled) / max(1, len(sampled)),
-        "train/response_length": sum(lengths) / n,
-        "train/response_length_max": max(lengths, default=0),
-        "train/length_correct": sum(right) / max(1, len(right)),
-        "train/length_wrong": sum(wrong) / max(1, len(wrong)),
-        "train/truncated": sum(truncated) / n,
-        "train/groups_sampled": len(sampled),
-        "train/groups_kept": len(kept),
-        "train/max_new_tokens": stage.max_new_tokens,
-    }

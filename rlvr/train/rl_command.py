@@ -31,8 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from rlvr.config import load_config
     from rlvr.recipes import find_recipe
-    from rlvr.train.rl import RLConfig
     from rlvr.train.rl import run as train
+    from rlvr.train.rl_config import RLConfig
 
     recipe = args.recipe
     overrides = list(args.overrides)

@@ -1,0 +1,84 @@
+"""The RL stage's configuration: one `RLConfig` per run, its `stages` run one after another.
+
+Defaults are the GRPO of DeepSeek-R1 as DAPO and Dr. GRPO measured it (token-mean loss, no KL, no entropy bonus,
+clip 0.2); the published recipes in `rlvr/recipes/rl/` set the rest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from rlvr.algos import AggMode
+from rlvr.train.experience import Overlong
+from rlvr.train.optim import Schedule
+from rlvr.train.sft import TinyModel
+
+
+@dataclass
+class Stage:
+    steps: int  # optimizer-step batches in this stage (the most, with a plateau rule)
+    max_new_tokens: int  # response length limit
+    n: int = 8  # responses per prompt
+    plateau_patience: int = 0  # end the stage when train accuracy (EMA) has not improved for this many steps
+    reset_reference: bool = False  # the reference model becomes the policy at the stage's start (DeepScaleR)
+    reset_optimizer: bool = False  # fresh AdamW state at the stage's start
+
+
+@dataclass
+class RLConfig:
+    model: str = "runs/sft-tiny-arith/final"  # the starting checkpoint (local), or "tiny"
+    tiny: TinyModel = field(default_factory=TinyModel)
+    data: str = "arith"  # training problems: registered dataset or problem file
+    eval_data: str | None = "arith_test"
+    template: str = "plain"
+    reward: str = "accuracy"  # a name in rlvr.rewards.REWARDS
+    out_dir: str = "runs/rl"
+    engine: Literal["fast", "hf", "vllm"] = "fast"
+    stages: list[Stage] = field(default_factory=lambda: [Stage(steps=100, max_new_tokens=64)])
+    prompts_per_step: int = 32  # prompts per step, all processes together (groups after dynamic sampling)
+    temperature: float = 1.0  # sampling temperature of the rollouts
+    top_p: float = 1.0
+    top_k: int = 0
+    mini_batches: int = 1  # optimizer steps per rollout batch (DeepScaleR: 2 of 64 prompts)
+    ppo_epochs: int = 1  # μ: passes over the batch
+    micro_batch_size: int = 16  # responses per forward/backward on one process
+    advantage: Literal["grpo", "dr_grpo", "rloo", "reinforce_pp_baseline"] = "grpo"
+    loss_agg: AggMode = (
+        "token-mean"  # DAPO's; "seq-mean-token-mean" is the original GRPO, Dr. GRPO's is the third
+    )
+    clip_low: float = 0.2  # ε_low
+    clip_high: float = 0.2  # ε_high (DAPO clip-higher: 0.28)
+    dual_clip: float | None = 3.0  # c for A < 0 (None: off)
+    kl_coef: float = 0.0  # β: KL to the reference model (0: no reference model at all)
+    kl_estimator: Literal["k1", "k2", "k3"] = "k3"
+    kl_in: Literal["loss", "reward"] = "loss"  # reward: β·Σ_t KL subtracted from each response's reward
+    entropy_coef: float = 0.0  # entropy bonus (off, as DAPO and Light-R1)
+    dynamic_sampling: bool = False  # DAPO: drop all-equal groups and sample more prompts
+    max_sample_rounds: int = 4  # bound on the extra sampling rounds of dynamic sampling
+    overlong: Overlong = "none"  # truncated responses: none, filter (no loss), zero (reward 0), soft (DAPO)
+    overlong_buffer: int = 0  # DAPO's L_cache for "soft"
+    skip_after: int = 0  # difficulty: skip prompts always solved in their last k visits (0: never)
+    skip_unsolved: bool = False  # also skip prompts never solved in their last k visits
+    lr: float = 1e-6
+    schedule: Schedule = "constant"
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.0
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    max_grad_norm: float = 1.0
+    max_bad_steps: int = 3  # consecutive non-finite steps before the run stops (each is skipped)
+    eval_every: int = 0  # steps between held-out evaluations (0: only before and after)
+    eval_problems: int = 200
+    eval_n: int = 1
+    eval_temperature: float = 0.0
+    eval_max_new_tokens: int = 0  # 0: the last stage's max_new_tokens
+    save_every: int = 0  # steps between checkpoints (0: at the end only)
+    keep_last: int = 2
+    sample_every: int = 10  # steps between sample completions written to samples.jsonl (0: never)
+    reward_workers: int = 0  # processes for rewards (0: in the trainer process)
+    seed: int = 0
+    device: str = "auto"
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    gradient_checkpointing: bool = False
+    tensorboard: bool = False
