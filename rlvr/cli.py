@@ -12,8 +12,10 @@ import argparse
 import sys
 from typing import Protocol
 
+from rlvr import demo
 from rlvr.data import command as data_command
-from rlvr.eval import grade
+from rlvr.eval import grade, sample
+from rlvr.eval import run as eval_run
 from rlvr.recipes import cp, ls
 from rlvr.rewards import grade_file
 from rlvr.train import rl_command, sft_command
@@ -32,7 +34,10 @@ COMMANDS: dict[str, Command] = {
     "data": data_command,
     "sft": sft_command,
     "train": rl_command,
+    "eval": eval_run,
     "grade": grade,
+    "sample": sample,
+    "demo": demo,
     "ls": ls,
     "cp": cp,
 }

@@ -1,1 +1,3 @@
-"""Evaluation: reading labeled generation files and grading them. Pure Python: nothing here imports torch."""
+"""Evaluation: benchmark runs with pass@k / cons@k and confidence intervals (`run`, `evaluate`, `metrics`),
+rejection sampling (`sample`), re-grading published generation files (`grade`, `generations`), and the quick
+held-out accuracy trainers log (`accuracy`). Modules import torch only inside the functions that generate."""

@@ -313,6 +313,7 @@ class Trainer:
                     rows["input_ids"],
                     rows["attention_mask"],
                     target_mask=rows["completion"],
+                    temperature=self.config.temperature,
                     entropy="none",
                 )
             experience.store(name, index, out.logp, rows["completion"])
@@ -407,6 +408,7 @@ class Trainer:
                 rows["input_ids"],
                 rows["attention_mask"],
                 target_mask=rows["completion"],
+                temperature=config.temperature,  # the distribution the rollouts were sampled from
                 entropy="grad" if config.entropy_coef else "detached",
             )
         mask = rows["loss_mask"]  # (b, T)

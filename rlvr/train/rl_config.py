@@ -37,7 +37,7 @@ class RLConfig:
     engine: Literal["fast", "hf", "vllm"] = "fast"
     stages: list[Stage] = field(default_factory=lambda: [Stage(steps=100, max_new_tokens=64)])
     prompts_per_step: int = 32  # prompts per step, all processes together (groups after dynamic sampling)
-    temperature: float = 1.0  # sampling temperature of the rollouts
+    temperature: float = 1.0  # of the rollouts; log-probs in the loss use the same (logits / T, as verl)
     top_p: float = 1.0
     top_k: int = 0
     mini_batches: int = 1  # optimizer steps per rollout batch (DeepScaleR: 2 of 64 prompts)
