@@ -103,7 +103,9 @@ class Trainer:
                 setattr(self, key, state[key])
             self.difficulty.history = state["difficulty"]["history"]
         self.reference = self._reference() if config.kl_coef > 0 else None
-        self.engine = _engine(config.engine, self.model, self.tokenizer)
+        self.engine = _engine(
+            config.engine, self.model, self.tokenizer, last if resume and last else config.model
+        )
         self.executor: Executor | None = (
             ProcessPoolExecutor(config.reward_workers) if config.reward_workers > 0 else None
         )
@@ -154,10 +156,11 @@ class Trainer:
                 reward=f"{metrics['train/reward_mean']:.3f}", acc=f"{metrics['train/accuracy']:.3f}"
             )
             bar.update(1)
-            last_step = self.step == total
-            if last_step or (config.save_every and self.step % config.save_every == 0):
+            if config.save_every and self.step % config.save_every == 0:
                 self._save()
         bar.close()
+        if checkpoint.latest(self.run_dir) != checkpoint.step_dir(self.run_dir, self.step):
+            self._save()  # the end (a stage may have ended early on a plateau: fewer steps than planned)
         if self.eval_problems:
             figures["eval/accuracy_after"] = self._evaluate(log)
         if world.main:
@@ -192,6 +195,8 @@ class Trainer:
             self._store_logp(experience, "ref_logp", self.reference)
         t2 = time.time()
         update = self._update(experience)
+        if hasattr(self.engine, "load_weights"):  # vLLM holds its own copy of the weights
+            self.engine.load_weights(self.model.named_parameters())
         t3 = time.time()
         tokens = sum(len(r.completion_ids) for g in sampled for r in g.rollouts)
         metrics.update(update)
@@ -539,7 +544,8 @@ def _render_all(template: str, problems: list[str], tokenizer: Any) -> list[str]
     return [render(template, p, tokenizer) for p in problems]
 
 
-def _engine(name: str, model: Any, tokenizer: Any) -> Any:
+def _engine(name: str, model: Any, tokenizer: Any, path: str | Path) -> Any:
+    """The rollout engine: fast and hf read the live module; vllm loads `path` and gets weights pushed per update."""
     if name == "fast":
         from rlvr.rollout.fast import FastEngine
 
@@ -548,6 +554,8 @@ def _engine(name: str, model: Any, tokenizer: Any) -> Any:
         from rlvr.rollout.hf import HFEngine
 
         return HFEngine(model, tokenizer)
-    raise ValueError(
-        "engine vllm: run the trainer with the vllm extra on a GPU (not wired into this loop yet)"
-    )
+    if str(path) == "tiny":
+        raise ValueError("engine vllm loads a checkpoint directory: set model= to one (not tiny)")
+    from rlvr.rollout.vllm import VLLMEngine
+
+    return VLLMEngine(path)
