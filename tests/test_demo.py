@@ -20,7 +20,7 @@ def test_readme_main_job_is_the_demo() -> None:
 
 def test_reduced_demo_raises_held_out_accuracy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "demo"
-    args = ["demo", "--out", str(out), "--rl-steps", "20", "--eval-problems", "100", "--json"]
+    args = ["demo", "--out", str(out), "--rl-steps", "40", "--eval-problems", "200", "--json"]
     assert main(args) == 0
     figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert figures["after"]["accuracy"] > figures["before"]["accuracy"]

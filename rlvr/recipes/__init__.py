@@ -18,10 +18,10 @@ def find_recipe(name: str, stage: str | None = None) -> Path:
     if path.exists():
         return path
     stem = name.removesuffix(".yaml")
-    candidates = [ROOT / f"{stem}.yaml"]
-    if stage:
-        candidates.insert(0, ROOT / stage / f"{stem}.yaml")
-    candidates += sorted(ROOT.glob(f"*/{stem}.yaml"))
+    # STAGE/NAME anywhere; a bare NAME in the command's own stage only (never an SFT preset read as an RL config)
+    candidates = [ROOT / f"{stem}.yaml"] if "/" in stem else []
+    if "/" not in stem:
+        candidates += [ROOT / stage / f"{stem}.yaml"] if stage else sorted(ROOT.glob(f"*/{stem}.yaml"))
     for candidate in candidates:
         if candidate.is_file():
             return candidate
