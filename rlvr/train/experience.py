@@ -41,7 +41,8 @@ class Group:
 
 def score_one(reward: str, text: str, gold: str) -> tuple[float, bool]:
     """(reward, verifier correctness) of one response (module level: runs in worker processes)."""
-    return REWARDS[reward](text, gold), verify(text, gold).correct
+    correct = verify(text, gold).correct
+    return (float(correct) if reward == "accuracy" else REWARDS[reward](text, gold)), correct
 
 
 def score_groups(

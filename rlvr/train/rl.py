@@ -84,6 +84,7 @@ class Trainer:
         )
         self.optimizer = self._optimizer()
         self.step, self.stage, self.stage_step, self.consumed = 0, 0, 0, 0
+        self._order: tuple[int, list[int]] = (-1, [])  # (epoch, its prompt order)
         self.best, self.since_best = -1.0, 0
         self.ema: float | None = None
         self.difficulty = Difficulty(skip_after=config.skip_after, skip_unsolved=config.skip_unsolved)
@@ -222,7 +223,9 @@ class Trainer:
         size, scanned = len(self.problems), 0
         while len(out) < count:
             epoch, offset = divmod(self.consumed, size)
-            index = epoch_order(size, self.config.seed, epoch)[offset]
+            if self._order[0] != epoch:  # one shuffle per epoch (20K problems: ~15 ms), not one per prompt
+                self._order = (epoch, epoch_order(size, self.config.seed, epoch))
+            index = self._order[1][offset]
             self.consumed += 1
             scanned += 1
             if not self.difficulty.skipped(index):
