@@ -58,6 +58,10 @@ def run(config: RLConfig, *, resume: bool = False, progress: bool = True) -> dic
         distributed.shutdown()
 
 
+# what a checkpoint holds besides weights, optimizer, RNGs and the difficulty table
+STATE = ("step", "stage", "stage_step", "consumed", "best", "since_best", "ema", "reference_path")
+
+
 class Trainer:
     """The run's state (model, optimizer, data position, stage, difficulty table); `train` is the loop."""
 
@@ -91,16 +95,7 @@ class Trainer:
         self.reference_path = config.model
         if resume and last is not None:
             state = checkpoint.load(last, self.optimizer, world)
-            for key in (
-                "step",
-                "stage",
-                "stage_step",
-                "consumed",
-                "best",
-                "since_best",
-                "ema",
-                "reference_path",
-            ):
+            for key in STATE:
                 setattr(self, key, state[key])
             self.difficulty.history = state["difficulty"]["history"]
         self.reference = self._reference() if config.kl_coef > 0 else None
@@ -496,19 +491,7 @@ class Trainer:
         return float(distributed.broadcast_object(accuracy))  # type: ignore[arg-type]
 
     def _save(self) -> None:
-        state = {
-            key: getattr(self, key)
-            for key in (
-                "step",
-                "stage",
-                "stage_step",
-                "consumed",
-                "best",
-                "since_best",
-                "ema",
-                "reference_path",
-            )
-        }
+        state = {key: getattr(self, key) for key in STATE}
         state["difficulty"] = self.difficulty.state()
         checkpoint.save(
             self.run_dir, self.step, model=self.model, tokenizer=self.tokenizer, optimizer=self.optimizer,
