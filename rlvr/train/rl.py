@@ -265,8 +265,10 @@ class Trainer:
                 executor=self.executor,
             )
             t_reward += time.time() - t
-            for group in groups:
-                self.difficulty.record(group.problem, group.pass_rate)
+            # every process keeps the same table (it decides which prompts all of them skip)
+            for part in distributed.all_gather_object([(g.problem, g.pass_rate) for g in groups]):
+                for problem, pass_rate in part:
+                    self.difficulty.record(problem, pass_rate)
             sampled += groups
             kept += [g for g in groups if keep_group(g)] if config.dynamic_sampling else groups
         return kept[:need], sampled, {"time/generate": t_gen, "time/reward": t_reward}
