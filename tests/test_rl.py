@@ -191,3 +191,15 @@ def test_two_processes_run_under_torchrun(digits, tmp_path):
         figures["steps"] == 2 and figures["train/groups_sampled"] == 4
     )  # each process samples its 4 prompts
     assert len(list((out / "checkpoints" / "step-000002").glob("rng-*.pt"))) == 2
+
+
+def test_a_stage_ends_early_on_a_plateau(digits, tmp_path):
+    """plateau_patience: a stage whose train-accuracy EMA stops improving hands over to the next stage early."""
+    stages = "stages=[{steps: 40, max_new_tokens: 8, n: 4, plateau_patience: 2}, {steps: 2, max_new_tokens: 12, n: 4}]"
+    t = trainer(config(digits, tmp_path / "run", stages, "lr=0"))  # lr 0: nothing improves
+    figures = t.train()
+    rows = [r for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if "train/loss" in r]
+    lengths = [r["train/max_new_tokens"] for r in rows]
+    assert lengths[-2:] == [12, 12] and 3 <= lengths.count(8) < 40
+    assert figures["steps"] == len(rows)
+    assert checkpoint.latest(tmp_path / "run") == checkpoint.step_dir(tmp_path / "run", len(rows))
