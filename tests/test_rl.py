@@ -153,15 +153,15 @@ def test_non_finite_steps_are_skipped_then_stop_the_run(digits, tmp_path, monkey
             "max_bad_steps=2",
         )
     )
-    calls = {"n": 0}
-    real = Trainer._micro_loss
+    from rlvr.train import update
 
-    def poisoned(self, *args, **kwargs):
-        loss, stats, extra = real(self, *args, **kwargs)
-        calls["n"] += 1
-        return (loss * float("nan") if self.step >= 2 else loss), stats, extra
+    real = update.micro_loss
 
-    monkeypatch.setattr(Trainer, "_micro_loss", poisoned)
+    def poisoned(model, *args, **kwargs):
+        loss, stats, extra = real(model, *args, **kwargs)
+        return (loss * float("nan") if t.step >= 2 else loss), stats, extra
+
+    monkeypatch.setattr(update, "micro_loss", poisoned)
     with (
         warnings.catch_warnings(record=True) as caught,
         pytest.raises(RuntimeError, match="non-finite steps"),

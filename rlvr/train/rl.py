@@ -19,18 +19,15 @@ reference model and the optimizer at its start.
 
 from __future__ import annotations
 
-import math
 import time
-import warnings
 from concurrent.futures import Executor, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from rlvr.algos import ADVANTAGES, KL_ESTIMATORS, PolicyLossStats, aggregate, normalizer, policy_loss
+from rlvr.algos import ADVANTAGES, KL_ESTIMATORS
 from rlvr.config import save_config
-from rlvr.models.logprobs import token_logprobs
 from rlvr.rollout.types import SamplingParams
 from rlvr.train import checkpoint, distributed
 from rlvr.train.distributed import World
@@ -47,7 +44,8 @@ from rlvr.train.experience import (
 from rlvr.train.metrics import MetricsLog
 from rlvr.train.optim import adamw, lr_at, set_lr
 from rlvr.train.rl_config import RLConfig, Stage
-from rlvr.train.sft import autocast, build_model
+from rlvr.train.sft import build_model
+from rlvr.train.update import store_logp, update
 
 
 def run(config: RLConfig, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
@@ -306,94 +304,13 @@ class Trainer:
                 group.rewards[j] -= self.config.kl_coef * float(kl)
                 row += 1
 
-    @torch.no_grad()
     def _store_logp(self, experience: Experience, name: str, model: Any) -> None:
-        size = self.config.micro_batch_size
-        for start in range(0, len(experience), size):
-            index = list(range(start, min(start + size, len(experience))))
-            rows = experience.rows(index, self.world.device, stored=False)
-            with autocast(self.config.dtype, self.world.device):
-                out = token_logprobs(
-                    model,
-                    rows["input_ids"],
-                    rows["attention_mask"],
-                    target_mask=rows["completion"],
-                    temperature=self.config.temperature,
-                    entropy="none",
-                )
-            experience.store(name, index, out.logp, rows["completion"])
+        store_logp(model, experience, name, self.config, self.world.device)
 
-    # -- the update ------------------------------------------------------------------------------------------------
     def _update(self, experience: Experience) -> dict[str, Any]:
-        """μ epochs over `mini_batches` mini-batches, each one optimizer step over its micro-batches."""
-        config, world = self.config, self.world
-        max_len = config.stages[self.stage].max_new_tokens
-        per_mini = math.ceil(len(experience) / config.mini_batches)
-        sums = dict.fromkeys(("loss", "kl", "entropy", "tokens"), 0.0)
-        stats: PolicyLossStats | None = None
-        grad_norms: list[float] = []
-        skipped = 0
         set_lr(self.optimizer, self._lr())
-        for _epoch in range(config.ppo_epochs):
-            for m in range(config.mini_batches):
-                mini = list(range(m * per_mini, min((m + 1) * per_mini, len(experience))))
-                micro = [
-                    mini[i : i + config.micro_batch_size]
-                    for i in range(0, len(mini), config.micro_batch_size)
-                ]
-                # the normaliser of the whole mini-batch, over every micro-batch of every process, before any backward
-                masks = [experience.rows(mb, torch.device("cpu"))["loss_mask"] for mb in micro]
-                norm = distributed.all_sum(
-                    [normalizer(masks, config.loss_agg, max_len) if masks else 0.0], world.device
-                )[0]
-                if norm <= 0:
-                    continue
-                mini_loss = 0.0
-                for mb in micro:
-                    loss, mb_stats, extra = self._micro_loss(experience, mb, norm, max_len)
-                    loss.backward()
-                    mini_loss += float(loss.detach())
-                    stats = mb_stats if stats is None else stats + mb_stats
-                    for key in ("kl", "entropy", "tokens"):
-                        sums[key] += extra[key]
-                distributed.all_reduce_grads(self.model.parameters())
-                grad_norm = float(
-                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.max_grad_norm or math.inf)
-                )
-                if math.isfinite(grad_norm) and math.isfinite(mini_loss):
-                    self.optimizer.step()
-                else:
-                    skipped += 1
-                    warnings.warn(
-                        f"step {self.step}: non-finite loss or gradient, update skipped", stacklevel=1
-                    )
-                self.optimizer.zero_grad(set_to_none=True)
-                sums["loss"] += mini_loss
-                grad_norms.append(grad_norm)
-        clip = (
-            [0.0] * 5
-            if stats is None
-            else [
-                float(v)
-                for v in (stats.tokens, stats.clip_low, stats.clip_high, stats.dual_clip, stats.ppo_kl)
-            ]
-        )
-        loss_sum, kl, entropy, tokens, clip_tokens, low, high, dual, ppo_kl = distributed.all_sum(
-            [sums["loss"], sums["kl"], sums["entropy"], sums["tokens"], *clip], world.device
-        )
-        tokens, clip_tokens = max(tokens, 1.0), max(clip_tokens, 1.0)
-        return {
-            "train/loss": loss_sum / max(1, len(grad_norms)),
-            "train/kl_ref": kl / tokens,
-            "train/entropy": entropy / tokens,
-            "train/clip_low": low / clip_tokens,
-            "train/clip_high": high / clip_tokens,
-            "train/dual_clip": dual / clip_tokens,
-            "train/ppo_kl": ppo_kl / clip_tokens,
-            "train/grad_norm": sum(grad_norms) / max(1, len(grad_norms)),
-            "train/lr": self.optimizer.param_groups[0]["lr"],
-            "train/skipped": float(skipped),
-        }
+        max_len = self.config.stages[self.stage].max_new_tokens
+        return update(self.model, self.optimizer, experience, self.config, self.world, max_len, self.step)
 
     def _lr(self) -> float:
         c = self.config
@@ -401,43 +318,6 @@ class Trainer:
             self.step, lr=c.lr, total=sum(s.steps for s in c.stages), warmup=c.warmup_steps,
             schedule=c.schedule, min_lr_ratio=c.min_lr_ratio,
         )  # fmt: skip
-
-    def _micro_loss(
-        self, experience: Experience, index: list[int], norm: float, max_len: int
-    ) -> tuple[torch.Tensor, PolicyLossStats, dict[str, float]]:
-        config = self.config
-        rows = experience.rows(index, self.world.device)
-        with autocast(config.dtype, self.world.device):
-            out = token_logprobs(
-                self.model,
-                rows["input_ids"],
-                rows["attention_mask"],
-                target_mask=rows["completion"],
-                temperature=config.temperature,  # the distribution the rollouts were sampled from
-                entropy="grad" if config.entropy_coef else "detached",
-            )
-        mask = rows["loss_mask"]  # (b, T)
-        logp = out.logp  # (b, T)
-        old_logp = rows.get("old_logp", logp.detach())  # on-policy: ratio 1, the plain policy gradient
-        per_token, stats = policy_loss(
-            logp, old_logp, rows["advantages"], mask,
-            clip_low=config.clip_low, clip_high=config.clip_high, dual_clip=config.dual_clip,
-        )  # fmt: skip
-        kl_sum = 0.0
-        if "ref_logp" in rows:
-            kl = KL_ESTIMATORS[config.kl_estimator](logp, rows["ref_logp"])  # (b, T)
-            per_token = per_token + config.kl_coef * kl
-            kl_sum = float((kl.detach() * mask).sum())
-        assert out.entropy is not None
-        if config.entropy_coef:
-            per_token = per_token - config.entropy_coef * out.entropy
-        loss = aggregate(per_token, mask, config.loss_agg, normalizer=norm)
-        extra = {
-            "kl": kl_sum,
-            "entropy": float((out.entropy.detach() * mask).sum()),
-            "tokens": float(mask.sum()),
-        }
-        return loss, stats, extra
 
     # -- stages, evaluation, checkpoints -------------------------------------------------------------------------
     def _plateaued(self, stage: Stage) -> bool:

@@ -1,0 +1,150 @@
+"""One RL update: log-probs of stored rollouts, the clipped policy loss per micro-batch, and μ epochs of optimizer
+steps over mini-batches — with each mini-batch's normaliser computed over all its micro-batches on all processes
+before any backward (the aggregation contract of `rlvr.algos.losses`)."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import torch
+
+from rlvr.algos import KL_ESTIMATORS, PolicyLossStats, aggregate, normalizer, policy_loss
+from rlvr.models.logprobs import token_logprobs
+from rlvr.train import distributed
+from rlvr.train.distributed import World
+from rlvr.train.experience import Experience
+from rlvr.train.rl_config import RLConfig
+from rlvr.train.sft import autocast
+
+
+@torch.no_grad()
+def store_logp(model: Any, experience: Experience, name: str, config: RLConfig, device: torch.device) -> None:
+    """Log-probs of every row's completion under `model` (no grad), kept in `experience` as `name`."""
+    size = config.micro_batch_size
+    for start in range(0, len(experience), size):
+        index = list(range(start, min(start + size, len(experience))))
+        rows = experience.rows(index, device, stored=False)
+        with autocast(config.dtype, device):
+            out = token_logprobs(
+                model,
+                rows["input_ids"],
+                rows["attention_mask"],
+                target_mask=rows["completion"],
+                temperature=config.temperature,
+                entropy="none",
+            )
+        experience.store(name, index, out.logp, rows["completion"])
+
+
+def update(
+    model: Any,
+    optimizer: torch.optim.Optimizer,
+    experience: Experience,
+    config: RLConfig,
+    world: World,
+    max_len: int,
+    step: int,
+) -> dict[str, Any]:
+    """μ epochs over `mini_batches` mini-batches, each one optimizer step over its micro-batches; returns metrics."""
+    per_mini = math.ceil(len(experience) / config.mini_batches)
+    sums = dict.fromkeys(("loss", "kl", "entropy", "tokens"), 0.0)
+    stats: PolicyLossStats | None = None
+    grad_norms: list[float] = []
+    skipped = 0
+    for _epoch in range(config.ppo_epochs):
+        for m in range(config.mini_batches):
+            mini = list(range(m * per_mini, min((m + 1) * per_mini, len(experience))))
+            micro = [
+                mini[i : i + config.micro_batch_size] for i in range(0, len(mini), config.micro_batch_size)
+            ]
+            # the normaliser of the whole mini-batch, over every micro-batch of every process, before any backward
+            masks = [experience.rows(mb, torch.device("cpu"))["loss_mask"] for mb in micro]
+            norm = distributed.all_sum(
+                [normalizer(masks, config.loss_agg, max_len) if masks else 0.0], world.device
+            )[0]
+            if norm <= 0:
+                continue
+            mini_loss = 0.0
+            for mb in micro:
+                loss, mb_stats, extra = micro_loss(model, experience, mb, norm, config, world.device)
+                loss.backward()
+                mini_loss += float(loss.detach())
+                stats = mb_stats if stats is None else stats + mb_stats
+                for key in ("kl", "entropy", "tokens"):
+                    sums[key] += extra[key]
+            distributed.all_reduce_grads(model.parameters())
+            grad_norm = float(
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm or math.inf)
+            )
+            if math.isfinite(grad_norm) and math.isfinite(mini_loss):
+                optimizer.step()
+            else:
+                skipped += 1
+                warnings.warn(f"step {step}: non-finite loss or gradient, update skipped", stacklevel=1)
+            optimizer.zero_grad(set_to_none=True)
+            sums["loss"] += mini_loss
+            grad_norms.append(grad_norm)
+    clip = (
+        [0.0] * 5
+        if stats is None
+        else [
+            float(v) for v in (stats.tokens, stats.clip_low, stats.clip_high, stats.dual_clip, stats.ppo_kl)
+        ]
+    )
+    loss_sum, kl, entropy, tokens, clip_tokens, low, high, dual, ppo_kl = distributed.all_sum(
+        [sums["loss"], sums["kl"], sums["entropy"], sums["tokens"], *clip], world.device
+    )
+    tokens, clip_tokens = max(tokens, 1.0), max(clip_tokens, 1.0)
+    return {
+        "train/loss": loss_sum / max(1, len(grad_norms)),
+        "train/kl_ref": kl / tokens,
+        "train/entropy": entropy / tokens,
+        "train/clip_low": low / clip_tokens,
+        "train/clip_high": high / clip_tokens,
+        "train/dual_clip": dual / clip_tokens,
+        "train/ppo_kl": ppo_kl / clip_tokens,
+        "train/grad_norm": sum(grad_norms) / max(1, len(grad_norms)),
+        "train/lr": optimizer.param_groups[0]["lr"],
+        "train/skipped": float(skipped),
+    }
+
+
+def micro_loss(
+    model: Any, experience: Experience, index: list[int], norm: float, config: RLConfig, device: torch.device
+) -> tuple[torch.Tensor, PolicyLossStats, dict[str, float]]:
+    """One micro-batch's share of the mini-batch loss (its sum / the global normaliser), its clip statistics, and
+    its KL / entropy sums for the metrics."""
+    rows = experience.rows(index, device)
+    with autocast(config.dtype, device):
+        out = token_logprobs(
+            model,
+            rows["input_ids"],
+            rows["attention_mask"],
+            target_mask=rows["completion"],
+            temperature=config.temperature,  # the distribution the rollouts were sampled from
+            entropy="grad" if config.entropy_coef else "detached",
+        )
+    mask = rows["loss_mask"]  # (b, T)
+    logp = out.logp  # (b, T)
+    old_logp = rows.get("old_logp", logp.detach())  # on-policy: ratio 1, the plain policy gradient
+    per_token, stats = policy_loss(
+        logp, old_logp, rows["advantages"], mask,
+        clip_low=config.clip_low, clip_high=config.clip_high, dual_clip=config.dual_clip,
+    )  # fmt: skip
+    kl_sum = 0.0
+    if "ref_logp" in rows:
+        kl = KL_ESTIMATORS[config.kl_estimator](logp, rows["ref_logp"])  # (b, T)
+        per_token = per_token + config.kl_coef * kl
+        kl_sum = float((kl.detach() * mask).sum())
+    assert out.entropy is not None
+    if config.entropy_coef:
+        per_token = per_token - config.entropy_coef * out.entropy
+    loss = aggregate(per_token, mask, config.loss_agg, normalizer=norm)
+    extra = {
+        "kl": kl_sum,
+        "entropy": float((out.entropy.detach() * mask).sum()),
+        "tokens": float(mask.sum()),
+    }
+    return loss, stats, extra
