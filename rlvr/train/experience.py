@@ -41,8 +41,7 @@ class Group:
 
 def score_one(reward: str, text: str, gold: str) -> tuple[float, bool]:
     """(reward, verifier correctness) of one response (module level: runs in worker processes)."""
-    correct = verify(text, gold).correct
-    return (float(correct) if reward == "accuracy" else REWARDS[reward](text, gold)), correct
+    return REWARDS[reward](text, gold), verify(text, gold).correct
 
 
 def score_groups(

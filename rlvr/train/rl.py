@@ -174,7 +174,7 @@ class Trainer:
         groups, sampled, timings = self._collect(stage)
         t1 = time.time()
         metrics = rollout_metrics(sampled, groups, stage.max_new_tokens)
-        self.track_plateau(metrics["train/accuracy"])
+        self._track_plateau(metrics["train/accuracy"])
         metrics.update(self.difficulty.counts())
         if not groups:  # every group had equal rewards: nothing to learn from this step
             metrics.update({"train/skipped": 0.0, "train/empty": 1.0, **timings})
@@ -398,7 +398,7 @@ class Trainer:
                     }  # fmt: skip
                     f.write(json.dumps(record) + "\n")
 
-    def track_plateau(self, accuracy: float) -> None:
+    def _track_plateau(self, accuracy: float) -> None:
         self.ema = accuracy if self.ema is None else 0.9 * self.ema + 0.1 * accuracy
         if self.ema > self.best + 1e-3:
             self.best, self.since_best = self.ema, 0

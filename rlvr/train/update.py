@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from rlvr.algos import KL_ESTIMATORS, PolicyLossStats, aggregate, normalizer, policy_loss
-from rlvr.models.logprobs import token_logprobs
+from rlvr.models.logprobs import EntropyMode, token_logprobs
 from rlvr.train import distributed
 from rlvr.train.distributed import World
 from rlvr.train.experience import Experience
@@ -26,15 +26,7 @@ def store_logp(model: Any, experience: Experience, name: str, config: RLConfig, 
     for start in range(0, len(experience), size):
         index = list(range(start, min(start + size, len(experience))))
         rows = experience.rows(index, device, stored=False)
-        with autocast(config.dtype, device):
-            out = token_logprobs(
-                model,
-                rows["input_ids"],
-                rows["attention_mask"],
-                target_mask=rows["completion"],
-                temperature=config.temperature,
-                entropy="none",
-            )
+        out = completion_logprobs(model, rows, config, entropy="none")
         experience.store(name, index, out.logp, rows["completion"])
 
 
@@ -59,16 +51,17 @@ def update(
             micro = [
                 mini[i : i + config.micro_batch_size] for i in range(0, len(mini), config.micro_batch_size)
             ]
+            batches = [experience.rows(mb, world.device) for mb in micro]
             # the normaliser of the whole mini-batch, over every micro-batch of every process, before any backward
-            masks = [experience.rows(mb, torch.device("cpu"))["loss_mask"] for mb in micro]
+            masks = [rows["loss_mask"] for rows in batches]
             norm = distributed.all_sum(
                 [normalizer(masks, config.loss_agg, max_len) if masks else 0.0], world.device
             )[0]
             if norm <= 0:
                 continue
             mini_loss = 0.0
-            for mb in micro:
-                loss, mb_stats, extra = micro_loss(model, experience, mb, norm, config, world.device)
+            for rows in batches:
+                loss, mb_stats, extra = micro_loss(model, rows, norm, config)
                 loss.backward()
                 mini_loss += float(loss.detach())
                 stats = mb_stats if stats is None else stats + mb_stats
@@ -111,21 +104,28 @@ def update(
     }
 
 
-def micro_loss(
-    model: Any, experience: Experience, index: list[int], norm: float, config: RLConfig, device: torch.device
-) -> tuple[torch.Tensor, PolicyLossStats, dict[str, float]]:
-    """One micro-batch's share of the mini-batch loss (its sum / the global normaliser), its clip statistics, and
-    its KL / entropy sums for the metrics."""
-    rows = experience.rows(index, device)
-    with autocast(config.dtype, device):
-        out = token_logprobs(
+def completion_logprobs(
+    model: Any, rows: dict[str, torch.Tensor], config: RLConfig, entropy: EntropyMode
+) -> Any:
+    """Log-probs of the rows' completion tokens at the rollouts' temperature (the distribution they were sampled
+    from), under bf16 autocast where the config asks for it."""
+    with autocast(config.dtype, rows["input_ids"].device):
+        return token_logprobs(
             model,
             rows["input_ids"],
             rows["attention_mask"],
             target_mask=rows["completion"],
-            temperature=config.temperature,  # the distribution the rollouts were sampled from
-            entropy="grad" if config.entropy_coef else "detached",
+            temperature=config.temperature,
+            entropy=entropy,
         )
+
+
+def micro_loss(
+    model: Any, rows: dict[str, torch.Tensor], norm: float, config: RLConfig
+) -> tuple[torch.Tensor, PolicyLossStats, dict[str, float]]:
+    """One micro-batch's share of the mini-batch loss (its sum / the global normaliser), its clip statistics, and
+    its KL / entropy sums for the metrics. `rows`: `Experience.rows` of the micro-batch."""
+    out = completion_logprobs(model, rows, config, entropy="grad" if config.entropy_coef else "detached")
     mask = rows["loss_mask"]  # (b, T)
     logp = out.logp  # (b, T)
     old_logp = rows.get("old_logp", logp.detach())  # on-policy: ratio 1, the plain policy gradient
