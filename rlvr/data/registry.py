@@ -272,6 +272,20 @@ def resolve(name: str, extra: dict[str, DatasetSpec] | None = None) -> DatasetSp
     return specs[name]
 
 
+def load_problems(
+    source: str | Path, user_specs: dict[str, DatasetSpec] | None = None, *, require_answer: bool = True
+) -> list[Problem]:
+    """Problems of a problem file, or of a registered / user-registered set by name (what every stage's `data`
+    field and the eval and sample commands accept)."""
+    from rlvr.data.readers import read_problems
+
+    if Path(source).exists():
+        return read_problems(source, require_answer=require_answer)
+    if "/" in str(source) or str(source).endswith((".jsonl", ".json", ".csv", ".parquet", ".gz")):
+        raise FileNotFoundError(f"{source}: no such file")
+    return load_dataset(str(source), user_specs)
+
+
 def load_dataset(name: str, user_specs: dict[str, DatasetSpec] | None = None) -> list[Problem]:
     """The records of a registered, generated or user-registered set: generated, or read from its local copy."""
     from rlvr.data.readers import read_problems

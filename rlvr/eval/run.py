@@ -223,14 +223,10 @@ def summary_from_dict(d: Mapping[str, Any]) -> BenchmarkSummary:
 
 
 def load_benchmark(name: str, datasets: str | None = None) -> list[Problem]:
-    """A registered (or user-registered) set by name, or a problem file."""
+    """A registered (or user-registered, from the `datasets` YAML) set by name, or a problem file."""
     from rlvr.data import registry
-    from rlvr.data.readers import read_problems
 
-    if Path(name).exists():
-        return read_problems(name)
-    user = registry.load_user_datasets(datasets) if datasets else None
-    return registry.load_dataset(name, user)
+    return registry.load_problems(name, registry.load_user_datasets(datasets) if datasets else None)
 
 
 def make_engine(args: argparse.Namespace, tokenizer: Any) -> Any:

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from rlvr.data.schema import Problem
+from rlvr.data.registry import load_problems
 from rlvr.data.templates import get_template, messages, render
 from rlvr.io import read_jsonl
 from rlvr.models.logprobs import completion_mask
@@ -65,19 +65,7 @@ def read_records(source: str) -> list[dict[str, Any]]:
         records = [record for _, record in read_jsonl(path)]
         if records and ("messages" in records[0] or "response" in records[0]):
             return records
-    return [p.to_dict() for p in load_problems(source)]
-
-
-def load_problems(source: str) -> list[Problem]:
-    """Problems (with gold answers) of a problem file or a registered dataset name."""
-    from rlvr.data.readers import read_problems
-    from rlvr.data.registry import load_dataset
-
-    if Path(source).exists():
-        return read_problems(source, require_answer=False)
-    if "/" in source or "." in source:
-        raise FileNotFoundError(f"{source}: no such file")
-    return load_dataset(source)
+    return [p.to_dict() for p in load_problems(source, require_answer=False)]
 
 
 def encode(tokenizer: Any, record: dict[str, Any], template: str, where: str) -> Example:

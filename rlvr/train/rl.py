@@ -28,10 +28,11 @@ import torch
 
 from rlvr.algos import ADVANTAGES, KL_ESTIMATORS
 from rlvr.config import save_config
+from rlvr.data.registry import load_problems
 from rlvr.rollout.types import SamplingParams
 from rlvr.train import checkpoint, distributed
 from rlvr.train.distributed import World
-from rlvr.train.examples import epoch_order, load_problems
+from rlvr.train.examples import epoch_order
 from rlvr.train.experience import (
     Difficulty,
     Experience,
@@ -79,10 +80,12 @@ class Trainer:
             )
         torch.manual_seed(config.seed)
         self.model, self.tokenizer = build_model(config, last if resume else None, world.device)
-        self.problems = load_problems(config.data)
+        self.problems = load_problems(config.data, require_answer=False)
         self.prompts = _render_all(config.template, [p.problem for p in self.problems], self.tokenizer)
         self.eval_problems = (
-            load_problems(config.eval_data)[: config.eval_problems] if config.eval_data else []
+            load_problems(config.eval_data, require_answer=False)[: config.eval_problems]
+            if config.eval_data
+            else []
         )
         self.optimizer = self._optimizer()
         self.step, self.stage, self.stage_step, self.consumed = 0, 0, 0, 0

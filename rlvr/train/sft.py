@@ -24,10 +24,11 @@ from typing import Any, Literal, Protocol
 import torch
 
 from rlvr.config import save_config
+from rlvr.data.registry import load_problems
 from rlvr.models.logprobs import token_logprobs
 from rlvr.train import checkpoint, distributed
 from rlvr.train.distributed import World
-from rlvr.train.examples import Example, collate, global_batch, load_examples, load_problems
+from rlvr.train.examples import Example, collate, global_batch, load_examples
 from rlvr.train.metrics import MetricsLog
 from rlvr.train.optim import Schedule, adamw, lr_at, set_lr
 
@@ -288,7 +289,7 @@ def _run(config: SFTConfig, world: World, *, resume: bool, progress: bool) -> di
     if config.eval_generate and config.eval_data and world.main:
         from rlvr.eval.accuracy import heldout_accuracy
 
-        problems = load_problems(config.eval_data)[: config.eval_generate]
+        problems = load_problems(config.eval_data, require_answer=False)[: config.eval_generate]
         result = heldout_accuracy(
             model, tokenizer, problems, template=config.template, max_new_tokens=config.eval_max_new_tokens,
             n=config.eval_n, temperature=config.eval_temperature, seed=config.seed,
