@@ -241,17 +241,13 @@ def make_engine(args: argparse.Namespace, tokenizer: Any) -> Any:
     from transformers.utils import logging
 
     from rlvr.models.checkpoint import load_model
+    from rlvr.rollout import local_engine
 
     logging.disable_progress_bar()  # its "Loading weights" bar would cut through ours
     device = args.device if args.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
     model = load_model(args.model, dtype=args.dtype, device=device).eval()
-    if args.engine == "hf":
-        from rlvr.rollout.hf import HFEngine
-
-        return HFEngine(model, tokenizer)
-    from rlvr.rollout.fast import FastEngine
-
-    return FastEngine(model, tokenizer, max_batch=args.max_batch)
+    settings = {"max_batch": args.max_batch} if args.engine == "fast" else {}
+    return local_engine(args.engine, model, tokenizer, **settings)
 
 
 def default_label(model: str | Path) -> str:

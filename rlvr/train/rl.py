@@ -29,7 +29,7 @@ import torch
 from rlvr.algos import ADVANTAGES, KL_ESTIMATORS
 from rlvr.config import save_config
 from rlvr.data.registry import load_problems
-from rlvr.rollout.types import SamplingParams
+from rlvr.rollout import SamplingParams, local_engine
 from rlvr.train import checkpoint, distributed
 from rlvr.train.distributed import World
 from rlvr.train.examples import epoch_order
@@ -417,14 +417,8 @@ def _render_all(template: str, problems: list[str], tokenizer: Any) -> list[str]
 
 def _engine(name: str, model: Any, tokenizer: Any, path: str | Path) -> Any:
     """The rollout engine: fast and hf read the live module; vllm loads `path` and gets weights pushed per update."""
-    if name == "fast":
-        from rlvr.rollout.fast import FastEngine
-
-        return FastEngine(model, tokenizer)
-    if name == "hf":
-        from rlvr.rollout.hf import HFEngine
-
-        return HFEngine(model, tokenizer)
+    if name != "vllm":
+        return local_engine(name, model, tokenizer)
     if str(path) == "tiny":
         raise ValueError("engine vllm loads a checkpoint directory: set model= to one (not tiny)")
     from rlvr.rollout.vllm import VLLMEngine
