@@ -11,7 +11,7 @@ from torch import Tensor
 from rlvr.algos import ADVANTAGES, KL_ESTIMATORS, aggregate, gae, kl_in_reward, last_token_rewards, normalizer
 from rlvr.algos import policy_loss as policy_loss_fn
 from rlvr.algos.advantages import dr_grpo, grpo, reinforce_pp_baseline, rloo, whiten
-from rlvr.algos.losses import AggMode
+from rlvr.algos.losses import AggMode, value_loss
 
 T_ = torch.tensor
 ATOL = 1e-5
@@ -254,6 +254,24 @@ def test_kl_in_reward() -> None:
     assert not out.requires_grad
     token = kl_in_reward(T_([[0.0, 0.0, 1.0], [0.0, -0.5, 7.0]]), kl, mask, beta=0.1)
     close(token, [[-0.01, -0.02, 0.97], [-0.04, -0.55, 0.0]])
+
+
+def test_value_loss_clipped_table_and_gradients() -> None:
+    values = T_([[1.0, 0.5, -0.3], [2.0, 0.0, 9.0]], requires_grad=True)
+    old = T_([[0.9, 0.0, 0.0], [1.0, 0.1, 0.0]])
+    returns = T_([[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
+    mask = T_([[True, True, True], [True, True, False]])
+    loss, clipped = value_loss(values, old, returns, mask, clip=0.2)
+    # (0,1): V moved 0.5 from old, held at 0.2: ½ max(0.25, 0.64) = 0.32, the clipped branch (no gradient).
+    # (0,2): V_clip = -0.2: ½ max(1.69, 1.44) = 0.845. (1,0): V_clip = 1.2: ½ max(1, 0.04) = 0.5. (1,2) masked.
+    close(loss, [[0.0, 0.32, 0.845], [0.5, 0.0, 0.0]])
+    assert float(clipped) == 1.0
+    loss.sum().backward()
+    assert values.grad is not None
+    close(values.grad, [[0.0, 0.0, -1.3], [1.0, 0.0, 0.0]])
+    plain, none_clipped = value_loss(values, old, returns, mask, clip=None)
+    close(plain, [[0.0, 0.125, 0.845], [0.5, 0.0, 0.0]])
+    assert float(none_clipped) == 0.0
 
 
 # ---------------------------------------------------------------- aggregation

@@ -23,16 +23,6 @@ from rlvr.train.rl import RLConfig, Trainer
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory) -> Path:
-    """Problems whose answer is one digit: a random tiny model hits some by chance, so groups have mixed rewards."""
-    path = tmp_path_factory.mktemp("data") / "digits.jsonl"
-    with path.open("w") as f:
-        for i in range(40):
-            f.write(json.dumps({"id": str(i), "problem": str(i % 9 + 1), "answer": str(i % 9 + 1)}) + "\n")
-    return path
-
-
 def config(digits: Path, out: Path, *extra: str) -> RLConfig:
     args = [
         "model=tiny", f"data={digits}", "eval_data=null", f"out_dir={out}", "prompts_per_step=8",
@@ -176,12 +166,15 @@ def test_non_finite_steps_are_skipped_then_stop_the_run(digits, tmp_path, monkey
     assert all(torch.isfinite(p).all() for p in t.model.parameters())
 
 
-def test_two_processes_run_under_torchrun(digits, tmp_path):
+@pytest.mark.parametrize(
+    "extra", [[], ["advantage=gae", "kl_coef=0.01", "kl_in=reward"]], ids=["grpo", "ppo"]
+)
+def test_two_processes_run_under_torchrun(digits, tmp_path, extra):
     out = tmp_path / "ddp"
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29541",
         "-m", "rlvr", "train", "model=tiny", f"data={digits}", "eval_data=null", f"out_dir={out}",
-        "prompts_per_step=8", "stages=[{steps: 2, max_new_tokens: 12, n: 8}]", "lr=1e-3", "--no-progress", "--json",
+        "prompts_per_step=8", "stages=[{steps: 2, max_new_tokens: 12, n: 8}]", "lr=1e-3", "--no-progress", "--json", *extra,
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
@@ -191,6 +184,11 @@ def test_two_processes_run_under_torchrun(digits, tmp_path):
         figures["steps"] == 2 and figures["train/groups_sampled"] == 4
     )  # each process samples its 4 prompts
     assert len(list((out / "checkpoints" / "step-000002").glob("rng-*.pt"))) == 2
+    if extra:  # the critic: advantages whitened over both processes, gradients summed across them
+        assert math.isfinite(figures["critic/value_loss"]) and math.isfinite(
+            figures["critic/explained_variance"]
+        )
+        assert (out / "checkpoints" / "step-000002" / "critic" / "value_head.safetensors").exists()
 
 
 def test_a_stage_ends_early_on_a_plateau(digits, tmp_path):

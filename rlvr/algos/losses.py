@@ -124,6 +124,32 @@ def policy_loss(
     return loss, stats
 
 
+def value_loss(
+    values: Tensor, old_values: Tensor, returns: Tensor, mask: Tensor, *, clip: float | None = 0.2
+) -> tuple[Tensor, Tensor]:
+    """PPO's clipped value loss per token (the critic's; OpenRLHF and verl): ((B, T) loss, () clipped count).
+
+    values: (B, T) the critic's V now; old_values: (B, T) V when the rollouts were scored; returns: (B, T) GAE
+    returns (targets); mask: (B, T) bool.
+        V_clip = old + clamp(V − old, −clip, clip)
+        L = ½ max((V − R)², (V_clip − R)²)
+    so a value cannot move more than `clip` from the one the advantages were computed with in one update
+    (None: L = ½ (V − R)²). The count is of valid tokens where the clipped branch is the larger (no gradient).
+    Aggregate it like the policy loss (`aggregate`), with the same mode and normaliser.
+    """
+    mask = mask.bool()
+    target = returns.detach().to(values.dtype)
+    unclipped = (values - target) ** 2  # (B, T)
+    if clip is None:
+        loss, clipped_count = 0.5 * unclipped, values.new_zeros(())
+    else:
+        old = old_values.detach().to(values.dtype)
+        clipped = (old + (values - old).clamp(-clip, clip) - target) ** 2  # (B, T)
+        loss = 0.5 * torch.maximum(unclipped, clipped)
+        clipped_count = (mask & (clipped > unclipped)).sum().float().detach()
+    return torch.where(mask, loss, 0.0), clipped_count
+
+
 def normalizer(masks: Sequence[Tensor], mode: AggMode, max_len: int | None = None) -> float:
     """The denominator of the full-batch loss, from the masks (B_k, T_k) bool of all micro-batches of one rank.
 

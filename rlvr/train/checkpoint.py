@@ -66,8 +66,10 @@ def save(
     state: dict[str, Any],
     world: World,
     keep_last: int,
+    modules: dict[str, Any] | None = None,
 ) -> Path:
-    """Write checkpoint `step` (every process calls this; rank 0 writes the shared parts)."""
+    """Write checkpoint `step` (every process calls this; rank 0 writes the shared parts). `modules`: more models
+    (e.g. the critic), each saved with its `save_pretrained` into the sub-directory named by its key."""
     final = step_dir(run_dir, step)
     tmp = final.with_name(f".{final.name}.tmp")
     if world.main:
@@ -82,6 +84,8 @@ def save(
         model.save_pretrained(tmp, safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
+        for name, module in (modules or {}).items():
+            module.save_pretrained(tmp / name, safe_serialization=True)
         torch.save(
             {"optimizer": optimizer.state_dict(), "world_size": world.size, **state}, tmp / "trainer.pt"
         )

@@ -4,7 +4,7 @@
 verifier's correctness, overlong handling); `keep_group` is DAPO's dynamic-sampling test; `Difficulty` keeps each
 prompt's pass-rate history across epochs (Light-R1's offline difficulty filter, done live). `Experience` is the
 flat training batch: one row per response, right-padded token ids and masks per micro-batch (`rows`), with the
-advantage and the stored old / reference log-probs of each response's completion tokens.
+advantage and per-token values of each response's completion (old / reference log-probs, the critic's values).
 """
 
 from __future__ import annotations
@@ -127,18 +127,20 @@ class Experience:
 
     sequences: list[list[int]]  # prompt + completion ids
     prompt_lens: list[int]
-    advantages: Tensor  # (R,) float32
+    scores: Tensor  # (R,) float32 each response's reward
+    advantages: Tensor  # (R,) float32 outcome advantages (PPO: zeros, token-level ones are stored)
     trained: list[bool]  # False: masked out of the loss (overlong filter)
-    old_logp: list[Tensor] = field(default_factory=list)  # (C_i,) per row, when the update is off-policy
-    ref_logp: list[Tensor] = field(default_factory=list)  # (C_i,) per row, when KL to the reference is used
+    # name → one (C_i,) tensor per row at its completion tokens: old_logp (off-policy update), ref_logp (KL to the
+    # reference), values, returns and token-level advantages (PPO's critic)
+    per_token: dict[str, list[Tensor]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.sequences)
 
     def rows(self, index: Sequence[int], device: torch.device, stored: bool = True) -> dict[str, Tensor]:
         """Right-padded tensors of rows `index`: input_ids, attention_mask (b, T); completion, loss_mask (b, T)
-        bool; advantages (b,); old_logp / ref_logp (b, T) float32 at completion positions when stored (and
-        `stored`)."""
+        bool; advantages (b,); and when `stored`, each `per_token` entry as (b, T) float32, 0 off the completion
+        (stored token-level "advantages" replace the outcome ones)."""
         seqs = [self.sequences[i] for i in index]
         T = max(len(s) for s in seqs)
         ids = torch.zeros((len(seqs), T), dtype=torch.long)  # pad id never read: masked
@@ -155,20 +157,17 @@ class Experience:
             "loss_mask": (completion & trained).to(device),
             "advantages": self.advantages[list(index)].to(device),
         }
-        for name, store in (("old_logp", self.old_logp), ("ref_logp", self.ref_logp)):
-            if store and stored:
-                values = torch.zeros((len(seqs), T), dtype=torch.float32)
-                values.masked_scatter_(completion, torch.cat([store[i] for i in index]).float().cpu())
-                out[name] = values.to(device)
+        for name, store in self.per_token.items() if stored else ():
+            values = torch.zeros((len(seqs), T), dtype=torch.float32)
+            values.masked_scatter_(completion, torch.cat([store[i] for i in index]).float().cpu())
+            out[name] = values.to(device)
         return out
 
     def store(self, name: str, index: Sequence[int], values: Tensor, completion: Tensor) -> None:
         """Keep per-row completion values (b, T) at `completion` positions, e.g. old log-probs."""
-        store = self.old_logp if name == "old_logp" else self.ref_logp
-        if not store:
-            store.extend([torch.empty(0)] * len(self))
+        store = self.per_token.setdefault(name, [torch.empty(0)] * len(self))
         for b, i in enumerate(index):
-            store[i] = values[b][completion[b]].detach().cpu()
+            store[i] = values[b][completion[b]].detach().float().cpu()
 
 
 def build_experience(
@@ -189,7 +188,9 @@ def build_experience(
         torch.tensor(index),
         torch.tensor(counts, dtype=torch.float32),
     )
-    return Experience(sequences, prompt_lens, advantages.float(), trained)
+    return Experience(
+        sequences, prompt_lens, torch.tensor(scores, dtype=torch.float32), advantages.float(), trained
+    )
 
 
 def rollout_metrics(sampled: list[Group], kept: list[Group], max_new_tokens: int) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Reinforcement learning with verifiable rewards: the GRPO family (GRPO, Dr. GRPO, DAPO, RLOO, REINFORCE++).
+"""Reinforcement learning with verifiable rewards: the GRPO family (GRPO, Dr. GRPO, DAPO, RLOO, REINFORCE++) and
+PPO with a critic (`rlvr.train.critic`).
 
 One flat loop, each step:
   prompts (next in a seeded epoch order, minus prompts the difficulty table skips)
@@ -6,7 +7,7 @@ One flat loop, each step:
   → rewards (rlvr's reward functions, in worker processes) and overlong handling
   → dynamic sampling (drop groups whose rewards are all equal, sample more prompts, bounded)
   → old and reference log-probs (only when needed: μ > 1 or several mini-batches; β > 0)
-  → advantages (over the whole step's batch)
+  → advantages (over the whole step's batch; PPO: the critic's values → GAE)
   → μ epochs over mini-batches of micro-batches, each mini-batch one optimizer step
   → the engine sees the new weights (same module; vLLM gets them pushed) → metrics → checkpoint.
 
@@ -31,6 +32,7 @@ from rlvr.config import save_config
 from rlvr.data.registry import load_problems
 from rlvr.rollout import SamplingParams, local_engine
 from rlvr.train import checkpoint, distributed
+from rlvr.train.critic import CRITIC_DIR, Critic
 from rlvr.train.distributed import World
 from rlvr.train.examples import epoch_order
 from rlvr.train.experience import (
@@ -88,6 +90,11 @@ class Trainer:
             else []
         )
         self.optimizer = self._optimizer()
+        self.critic = (
+            Critic(config, self.model, last if resume else None, world.device)
+            if config.advantage == "gae"
+            else None
+        )
         self.step, self.stage, self.stage_step, self.consumed = 0, 0, 0, 0
         self._order: tuple[int, list[int]] = (-1, [])  # (epoch, its prompt order)
         self.best, self.since_best = -1.0, 0
@@ -96,6 +103,8 @@ class Trainer:
         self.reference_path = config.model
         if resume and last is not None:
             state = checkpoint.load(last, self.optimizer, world)
+            if self.critic is not None:
+                self.critic.optimizer.load_state_dict(state["critic_optimizer"])
             for key in STATE:
                 setattr(self, key, state[key])
             self.difficulty.history = state["difficulty"]["history"]
@@ -182,14 +191,18 @@ class Trainer:
         if not groups:  # every group had equal rewards: nothing to learn from this step
             metrics.update({"train/skipped": 0.0, "train/empty": 1.0, **timings})
             return metrics
-        if config.kl_coef > 0 and config.kl_in == "reward":
+        # KL in the reward: per token into the critic's GAE, or summed into each response's reward without one
+        token_kl = self.reference is not None and config.kl_in == "reward" and self.critic is not None
+        if self.reference is not None and config.kl_in == "reward" and self.critic is None:
             self._kl_into_rewards(groups)
         experience = build_experience(groups, self._advantages, config.overlong)
         off_policy = config.ppo_epochs > 1 or config.mini_batches > 1
-        if off_policy:
+        if off_policy or token_kl:
             self._store_logp(experience, "old_logp", self.model)
-        if self.reference is not None and config.kl_in == "loss":
+        if self.reference is not None and (config.kl_in == "loss" or token_kl):
             self._store_logp(experience, "ref_logp", self.reference)
+        if self.critic is not None:
+            metrics.update(self.critic.prepare(experience, self.world))
         t2 = time.time()
         update = self._update(experience)
         if hasattr(self.engine, "load_weights"):  # vLLM holds its own copy of the weights
@@ -278,6 +291,8 @@ class Trainer:
     def _advantages(self, scores: torch.Tensor, index: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
         """Advantages over the step's whole batch: groups are whole on one process, but batch-level estimators
         (REINFORCE++ whitening) need every process's rows, so they see the gathered batch."""
+        if self.critic is not None:  # PPO: token-level advantages come from the critic (`Critic.prepare`)
+            return torch.zeros_like(scores)
         fn = ADVANTAGES[self.config.advantage]
         if self.world.size == 1 or self.config.advantage != "reinforce_pp_baseline":
             return fn(scores, index, token_counts=counts)
@@ -303,7 +318,9 @@ class Trainer:
         row = 0
         for group in groups:
             for j in range(len(group.rewards)):
-                kl = estimator(experience.old_logp[row], experience.ref_logp[row]).sum()
+                kl = estimator(
+                    experience.per_token["old_logp"][row], experience.per_token["ref_logp"][row]
+                ).sum()
                 group.rewards[j] -= self.config.kl_coef * float(kl)
                 row += 1
 
@@ -311,14 +328,19 @@ class Trainer:
         store_logp(model, experience, name, self.config, self.world.device)
 
     def _update(self, experience: Experience) -> dict[str, Any]:
-        set_lr(self.optimizer, self._lr())
-        max_len = self.config.stages[self.stage].max_new_tokens
-        return update(self.model, self.optimizer, experience, self.config, self.world, max_len, self.step)
+        c = self.config
+        set_lr(self.optimizer, self._lr(c.lr))
+        if self.critic is not None:
+            set_lr(self.critic.optimizer, self._lr(c.critic_lr))
+        max_len = c.stages[self.stage].max_new_tokens
+        return update(
+            self.model, self.optimizer, experience, c, self.world, max_len, self.step, critic=self.critic
+        )
 
-    def _lr(self) -> float:
+    def _lr(self, base: float) -> float:
         c = self.config
         return lr_at(
-            self.step, lr=c.lr, total=sum(s.steps for s in c.stages), warmup=c.warmup_steps,
+            self.step, lr=base, total=sum(s.steps for s in c.stages), warmup=c.warmup_steps,
             schedule=c.schedule, min_lr_ratio=c.min_lr_ratio,
         )  # fmt: skip
 
@@ -344,6 +366,8 @@ class Trainer:
             self.reference = self._reference()
         if stage.reset_optimizer:
             self.optimizer = self._optimizer()
+            if self.critic is not None:
+                self.critic.optimizer = self.critic.new_optimizer()
 
     def _optimizer(self) -> torch.optim.AdamW:
         c = self.config
@@ -378,9 +402,13 @@ class Trainer:
     def _save(self) -> None:
         state = {key: getattr(self, key) for key in STATE}
         state["difficulty"] = self.difficulty.state()
+        modules = {}
+        if self.critic is not None:
+            state["critic_optimizer"] = self.critic.optimizer.state_dict()
+            modules[CRITIC_DIR] = self.critic.model
         checkpoint.save(
             self.run_dir, self.step, model=self.model, tokenizer=self.tokenizer, optimizer=self.optimizer,
-            state=state, world=self.world, keep_last=self.config.keep_last,
+            state=state, world=self.world, keep_last=self.config.keep_last, modules=modules,
         )  # fmt: skip
 
     def _write_samples(self, groups: list[Group]) -> None:

@@ -43,7 +43,9 @@ class RLConfig:
     mini_batches: int = 1  # optimizer steps per rollout batch (DeepScaleR: 2 of 64 prompts)
     ppo_epochs: int = 1  # μ: passes over the batch
     micro_batch_size: int = 16  # responses per forward/backward on one process
-    advantage: Literal["grpo", "dr_grpo", "rloo", "reinforce_pp_baseline"] = "grpo"
+    advantage: Literal["grpo", "dr_grpo", "rloo", "reinforce_pp_baseline", "gae"] = (
+        "grpo"  # gae: PPO + critic
+    )
     loss_agg: AggMode = (
         "token-mean"  # DAPO's; "seq-mean-token-mean" is the original GRPO, Dr. GRPO's is the third
     )
@@ -54,6 +56,12 @@ class RLConfig:
     kl_estimator: Literal["k1", "k2", "k3"] = "k3"
     kl_in: Literal["loss", "reward"] = "loss"  # reward: β·Σ_t KL subtracted from each response's reward
     entropy_coef: float = 0.0  # entropy bonus (off, as DAPO and Light-R1)
+    # PPO's critic (advantage: gae; OpenRLHF's defaults as SimpleRL-Zero ran them)
+    critic_lr: float = 9e-6  # the critic's own AdamW, same schedule, betas and weight decay as the policy's
+    gamma: float = 1.0  # GAE discount per generated token
+    lam: float = 0.95  # GAE λ
+    value_clip: float | None = 0.2  # the value may move this far from its rollout-time value per update
+    critic_warmup: int = 0  # first steps train only the critic (the policy waits for a useful baseline)
     dynamic_sampling: bool = False  # DAPO: drop all-equal groups and sample more prompts
     max_sample_rounds: int = 4  # bound on the extra sampling rounds of dynamic sampling
     overlong: Overlong = "none"  # truncated responses: none, filter (no loss), zero (reward 0), soft (DAPO)

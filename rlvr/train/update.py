@@ -13,6 +13,7 @@ import torch
 from rlvr.algos import KL_ESTIMATORS, PolicyLossStats, aggregate, normalizer, policy_loss
 from rlvr.models.logprobs import EntropyMode, token_logprobs
 from rlvr.train import distributed
+from rlvr.train.critic import Critic
 from rlvr.train.distributed import World
 from rlvr.train.experience import Experience
 from rlvr.train.rl_config import RLConfig
@@ -38,13 +39,17 @@ def update(
     world: World,
     max_len: int,
     step: int,
+    critic: Critic | None = None,
 ) -> dict[str, Any]:
-    """μ epochs over `mini_batches` mini-batches, each one optimizer step over its micro-batches; returns metrics."""
+    """μ epochs over `mini_batches` mini-batches, each one optimizer step over its micro-batches (the critic's
+    too, when there is one); returns metrics. During `critic_warmup` steps only the critic trains."""
+    train_policy = critic is None or step >= config.critic_warmup
     per_mini = math.ceil(len(experience) / config.mini_batches)
     sums = dict.fromkeys(("loss", "kl", "entropy", "tokens"), 0.0)
     stats: PolicyLossStats | None = None
     grad_norms: list[float] = []
     skipped = 0
+    critic_sums = dict.fromkeys(("loss", "clipped", "tokens", "grad_norm", "steps"), 0.0)
     for _epoch in range(config.ppo_epochs):
         for m in range(config.mini_batches):
             mini = list(range(m * per_mini, min((m + 1) * per_mini, len(experience))))
@@ -61,12 +66,27 @@ def update(
                 continue
             mini_loss = 0.0
             for rows in batches:
+                if critic is not None:
+                    value_loss, clipped = critic.micro_loss(rows, norm)
+                    value_loss.backward()
+                    critic_sums["loss"] += float(value_loss.detach())
+                    critic_sums["clipped"] += clipped
+                    critic_sums["tokens"] += float(rows["loss_mask"].sum())
+                if not train_policy:
+                    continue
                 loss, mb_stats, extra = micro_loss(model, rows, norm, config)
                 loss.backward()
                 mini_loss += float(loss.detach())
                 stats = mb_stats if stats is None else stats + mb_stats
                 for key in ("kl", "entropy", "tokens"):
                     sums[key] += extra[key]
+            if critic is not None:
+                critic_norm, taken = critic.step()
+                critic_sums["grad_norm"] += critic_norm
+                critic_sums["steps"] += 1
+                skipped += not taken
+            if not train_policy:
+                continue
             distributed.all_reduce_grads(model.parameters())
             grad_norm = float(
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm or math.inf)
@@ -90,7 +110,7 @@ def update(
         [sums["loss"], sums["kl"], sums["entropy"], sums["tokens"], *clip], world.device
     )
     tokens, clip_tokens = max(tokens, 1.0), max(clip_tokens, 1.0)
-    return {
+    metrics = {
         "train/loss": loss_sum / max(1, len(grad_norms)),
         "train/kl_ref": kl / tokens,
         "train/entropy": entropy / tokens,
@@ -102,6 +122,21 @@ def update(
         "train/lr": optimizer.param_groups[0]["lr"],
         "train/skipped": float(skipped),
     }
+    if critic is not None:
+        value_sum, clipped_sum, valid = distributed.all_sum(
+            [critic_sums["loss"], critic_sums["clipped"], critic_sums["tokens"]], world.device
+        )
+        steps = max(critic_sums["steps"], 1.0)
+        metrics.update(
+            {
+                "critic/value_loss": value_sum / steps,
+                "critic/clip_frac": clipped_sum / max(valid, 1.0),
+                "critic/grad_norm": critic_sums["grad_norm"] / steps,
+                "critic/lr": critic.optimizer.param_groups[0]["lr"],
+                "train/policy_trained": float(train_policy),
+            }
+        )
+    return metrics
 
 
 def completion_logprobs(
@@ -134,9 +169,10 @@ def micro_loss(
         clip_low=config.clip_low, clip_high=config.clip_high, dual_clip=config.dual_clip,
     )  # fmt: skip
     kl_sum = 0.0
-    if "ref_logp" in rows:
+    if "ref_logp" in rows:  # KL to the reference: in the loss, or only measured (kl_in: reward)
         kl = KL_ESTIMATORS[config.kl_estimator](logp, rows["ref_logp"])  # (b, T)
-        per_token = per_token + config.kl_coef * kl
+        if config.kl_in == "loss":
+            per_token = per_token + config.kl_coef * kl
         kl_sum = float((kl.detach() * mask).sum())
     assert out.entropy is not None
     if config.entropy_coef:
