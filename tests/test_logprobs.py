@@ -14,6 +14,7 @@ from rlvr.models.logprobs import (
     completion_mask,
     extract_completions,
     head_logprobs,
+    right_padded,
     token_logprobs,
 )
 from rlvr.models.packing import attention_mask_for, pack, packed_attention_mask, unpack
@@ -325,3 +326,9 @@ def test_memory_bounded_by_chunk() -> None:
         ].sum().backward()
     assert backward.largest <= chunk * V
     assert weight.grad is not None and torch.isfinite(weight.grad).all()
+
+
+def test_right_padded_detection() -> None:
+    assert right_padded(torch.tensor([[1, 1, 1], [1, 1, 0], [1, 0, 0]]))
+    assert not right_padded(torch.tensor([[1, 1, 1], [0, 1, 1]]))  # left padding
+    assert not right_padded(torch.tensor([[1, 0, 1]]))  # a gap

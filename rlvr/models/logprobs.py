@@ -159,7 +159,9 @@ def token_logprobs(
         mask = real.clone()
         mask[:, 0] = False
         mask[:, 1:] &= real[:, :-1]  # both the token and the one predicting it are real
-        model_mask: Tensor | None = attention_mask
+        # Right padding only: causal attention alone never lets a real token see a pad, and positions count from
+        # 0 anyway, so the model runs without a mask (SDPA's is_causal kernels: ~15% faster on CPU here).
+        model_mask: Tensor | None = None if right_padded(attention_mask) else attention_mask
     elif position_ids is not None:
         mask = continues_sequence(position_ids)  # (B, T)
         model_mask = attention_mask_for(model, position_ids)  # (B, 1, T, T) or None
@@ -188,6 +190,11 @@ def token_logprobs(
     logp = _scatter(logp_flat, mask)
     ent = None if ent_flat is None else _scatter(ent_flat, mask)
     return TokenLogprobs(logp=logp, entropy=ent, mask=mask)
+
+
+def right_padded(attention_mask: Tensor) -> bool:
+    """Whether every row of (B, T) `attention_mask` is real tokens then padding (none on the left or inside)."""
+    return bool(attention_mask[:, 0].all()) and bool((attention_mask[:, 1:] <= attention_mask[:, :-1]).all())
 
 
 def _scatter(values: Tensor, mask: Tensor) -> Tensor:
