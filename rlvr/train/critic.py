@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +119,8 @@ class Critic:
         taken = math.isfinite(norm)
         if taken:
             self.optimizer.step()
+        else:
+            warnings.warn("non-finite critic gradient: critic update skipped", stacklevel=1)
         self.optimizer.zero_grad(set_to_none=True)
         return norm, taken
 
