@@ -109,8 +109,11 @@ def _generic_tokenizer(path: Path) -> bool:
     )
 
 
-def save_checkpoint(model: Any, tokenizer: Any, path: str | Path) -> Path:
-    """Write model (safetensors) and tokenizer to `path`, atomically; an existing checkpoint is replaced whole."""
+def save_checkpoint(
+    model: Any, tokenizer: Any, path: str | Path, *, state_dict: dict[str, Any] | None = None
+) -> Path:
+    """Write model (safetensors) and tokenizer to `path`, atomically; an existing checkpoint is replaced whole.
+    `state_dict`: the weights to write instead of the model's own (a sharded model's gathered ones)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
@@ -118,7 +121,7 @@ def save_checkpoint(model: Any, tokenizer: Any, path: str | Path) -> Path:
 
     logging.disable_progress_bar()  # "Writing model shards" for a one-shard save is noise in a training log
     try:
-        model.save_pretrained(tmp, safe_serialization=True)
+        model.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
         if path.exists():

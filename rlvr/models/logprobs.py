@@ -192,6 +192,25 @@ def token_logprobs(
     return TokenLogprobs(logp=logp, entropy=ent, mask=mask)
 
 
+class LogprobModel(torch.nn.Module):
+    """`token_logprobs` of a causal LM as a module's forward, so that a wrapper acting in forward sees the call:
+    FSDP's root unit (embeddings, final norm, LM head; `rlvr.train.sharding`) gathers its parameters there and
+    reduces their gradients after backward. `lm` is the model itself (its parameters, not copies)."""
+
+    def __init__(self, lm: Any) -> None:
+        super().__init__()
+        self.lm = lm
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        **kwargs: Any,
+    ) -> TokenLogprobs:
+        return token_logprobs(self.lm, input_ids, attention_mask, position_ids, **kwargs)
+
+
 def right_padded(attention_mask: Tensor) -> bool:
     """Whether every row of (B, T) `attention_mask` is real tokens then padding (none on the left or inside)."""
     return bool(attention_mask[:, 0].all()) and bool((attention_mask[:, 1:] <= attention_mask[:, :-1]).all())

@@ -49,12 +49,25 @@ class ValueModel(nn.Module):
         critic.value_head.load_state_dict(load_file(path / HEAD_FILE, device=str(device)))
         return critic
 
-    def save_pretrained(self, path: str | Path, **kwargs: Any) -> None:
+    def save_pretrained(
+        self, path: str | Path, *, state_dict: dict[str, Tensor] | None = None, **kwargs: Any
+    ) -> None:
+        """The backbone in its own format and the head beside it; `state_dict`: this module's weights to write
+        instead of its own (a sharded critic's gathered ones)."""
         from safetensors.torch import save_file
 
         path = Path(path)
-        self.backbone.save_pretrained(path, **kwargs)
-        save_file({k: v.contiguous() for k, v in self.value_head.state_dict().items()}, path / HEAD_FILE)
+        head = {k: v for k, v in self.value_head.state_dict().items()}
+        backbone = None
+        if state_dict is not None:
+            backbone = {
+                k.removeprefix("backbone."): v for k, v in state_dict.items() if k.startswith("backbone.")
+            }
+            head = {
+                k.removeprefix("value_head."): v for k, v in state_dict.items() if k.startswith("value_head.")
+            }
+        self.backbone.save_pretrained(path, state_dict=backbone, **kwargs)
+        save_file({k: v.contiguous() for k, v in head.items()}, path / HEAD_FILE)
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
         """(B, T) float32: out[b, t] = V of the state *before* token t (the prefix t' < t), the value of the

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from rlvr.train import distributed
+from rlvr.train import distributed, sharding
 from rlvr.train.distributed import World
 
 STEP_DIR = re.compile(r"^step-(\d{6,})$")
@@ -77,18 +77,21 @@ def save(
         tmp.mkdir(parents=True)
     distributed.barrier()
     torch.save(rng_state(), tmp / f"rng-{world.rank}.pt")
+    # sharded models and optimizers are gathered by every process (collectives), then the main one writes
+    modules = modules or {}
+    weights = sharding.full_state(model)
+    module_weights = {name: sharding.full_state(module) for name, module in modules.items()}
+    optimizer_state = sharding.optimizer_state(model, optimizer)
     if world.main:
         from transformers.utils import logging
 
         logging.disable_progress_bar()  # a bar per save would interleave with the training bar
-        model.save_pretrained(tmp, safe_serialization=True)
+        model.save_pretrained(tmp, state_dict=weights, safe_serialization=True)
+        for name, module in modules.items():
+            module.save_pretrained(tmp / name, state_dict=module_weights[name], safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
-        for name, module in (modules or {}).items():
-            module.save_pretrained(tmp / name, safe_serialization=True)
-        torch.save(
-            {"optimizer": optimizer.state_dict(), "world_size": world.size, **state}, tmp / "trainer.pt"
-        )
+        torch.save({"optimizer": optimizer_state, "world_size": world.size, **state}, tmp / "trainer.pt")
     distributed.barrier()
     if world.main:
         if final.exists():
@@ -100,15 +103,19 @@ def save(
     return final
 
 
-def load(path: Path, optimizer: torch.optim.Optimizer, world: World) -> dict[str, Any]:
+def load(path: Path, optimizer: torch.optim.Optimizer, world: World, model: Any = None) -> dict[str, Any]:
     """Restore the optimizer and this process's RNGs from checkpoint `path`; returns the trainer state.
-    (The model itself is loaded from `path` like any checkpoint, before the optimizer is built.)"""
+    (The model itself is loaded from `path` like any checkpoint, before the optimizer is built; pass it as
+    `model` when it is sharded, so the optimizer takes its shard of the saved state.)"""
     state = torch.load(path / "trainer.pt", map_location=world.device, weights_only=False)
     if state["world_size"] != world.size:
         raise ValueError(
             f"{path}: written by {state['world_size']} processes, resumed with {world.size}; "
             "exact resume needs the same number"
         )
-    optimizer.load_state_dict(state.pop("optimizer"))
+    if model is None:
+        optimizer.load_state_dict(state.pop("optimizer"))
+    else:
+        sharding.load_optimizer_state(model, optimizer, state.pop("optimizer"))
     set_rng_state(torch.load(path / f"rng-{world.rank}.pt", weights_only=False))
     return state

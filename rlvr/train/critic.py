@@ -22,7 +22,7 @@ import torch
 
 from rlvr.algos import KL_ESTIMATORS, aggregate, gae, kl_in_reward, value_loss, whiten
 from rlvr.models.value import ValueModel
-from rlvr.train import distributed
+from rlvr.train import distributed, sharding
 from rlvr.train.distributed import World
 from rlvr.train.experience import Experience
 from rlvr.train.optim import adamw
@@ -34,7 +34,8 @@ CRITIC_DIR = "critic"  # inside a checkpoint
 
 class Critic:
     def __init__(self, config: RLConfig, policy: Any, resume_from: Path | None, device: torch.device) -> None:
-        """The critic of a fresh run (a copy of `policy`'s backbone, new head) or of the checkpoint being resumed."""
+        """The critic of a fresh run (a copy of `policy`'s backbone, new head) or of the checkpoint being resumed;
+        sharded with `sharding: fsdp` (pass the policy before it is sharded)."""
         if resume_from is not None:
             if not (resume_from / CRITIC_DIR).is_dir():
                 raise FileNotFoundError(
@@ -48,6 +49,8 @@ class Critic:
         else:
             self.model = ValueModel.from_causal_lm(copy.deepcopy(policy), seed=config.seed)
         self.model.train()
+        if config.sharding == "fsdp":
+            sharding.shard(self.model, self.model.backbone.layers)
         self.config = config
         self.optimizer = self.new_optimizer()
 
@@ -114,8 +117,11 @@ class Critic:
     def step(self) -> tuple[float, bool]:
         """Sum gradients over processes, clip, AdamW step; (grad norm, whether the step was taken)."""
         params = list(self.model.parameters())
-        distributed.all_reduce_grads(params)
-        norm = float(torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm or math.inf))
+        if not sharding.is_sharded(self.model):  # FSDP reduced them in backward
+            distributed.all_reduce_grads(params)
+        norm = sharding.total_norm(
+            torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm or math.inf)
+        )
         taken = math.isfinite(norm)
         if taken:
             self.optimizer.step()
@@ -136,9 +142,10 @@ def _padded(per_row: list[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
 
 
 def _whiten_all(values: torch.Tensor, world: World) -> torch.Tensor:
-    """`whiten` over the values of every process (this process's part returned)."""
-    if world.size == 1:
-        return whiten(values)
-    parts = distributed.all_gather_object(values.cpu())
+    """`whiten` over the values of every process (this process's part returned); no values anywhere (every
+    response empty): unchanged."""
+    parts = [values] if world.size == 1 else distributed.all_gather_object(values.cpu())
+    if not sum(len(p) for p in parts):
+        return values
     first = sum(len(p) for p in parts[: world.rank])
-    return whiten(torch.cat(parts))[first : first + len(values)]
+    return whiten(torch.cat(parts))[first : first + len(values)].to(values.device)

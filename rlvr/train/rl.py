@@ -20,6 +20,7 @@ reference model and the optimizer at its start.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from concurrent.futures import Executor, ProcessPoolExecutor
 from pathlib import Path
@@ -30,8 +31,9 @@ import torch
 from rlvr.algos import ADVANTAGES, KL_ESTIMATORS
 from rlvr.config import save_config
 from rlvr.data.registry import load_problems
+from rlvr.models.logprobs import LogprobModel
 from rlvr.rollout import SamplingParams, local_engine
-from rlvr.train import checkpoint, distributed
+from rlvr.train import checkpoint, distributed, sharding
 from rlvr.train.critic import CRITIC_DIR, Critic
 from rlvr.train.distributed import World
 from rlvr.train.examples import epoch_order
@@ -89,12 +91,15 @@ class Trainer:
             if config.eval_data
             else []
         )
-        self.optimizer = self._optimizer()
-        self.critic = (
+        self.critic = (  # from the policy's weights before they are sharded
             Critic(config, self.model, last if resume else None, world.device)
             if config.advantage == "gae"
             else None
         )
+        self.policy = LogprobModel(self.model)  # what the update calls: its forward is FSDP's root
+        if config.sharding == "fsdp":
+            sharding.shard(self.policy, self.model.get_decoder().layers)
+        self.optimizer = self._optimizer()
         self.step, self.stage, self.stage_step, self.consumed = 0, 0, 0, 0
         self._order: tuple[int, list[int]] = (-1, [])  # (epoch, its prompt order)
         self.best, self.since_best = -1.0, 0
@@ -102,9 +107,11 @@ class Trainer:
         self.difficulty = Difficulty(skip_after=config.skip_after, skip_unsolved=config.skip_unsolved)
         self.reference_path = config.model
         if resume and last is not None:
-            state = checkpoint.load(last, self.optimizer, world)
+            state = checkpoint.load(last, self.optimizer, world, model=self.model)
             if self.critic is not None:
-                self.critic.optimizer.load_state_dict(state["critic_optimizer"])
+                sharding.load_optimizer_state(
+                    self.critic.model, self.critic.optimizer, state["critic_optimizer"]
+                )
             for key in STATE:
                 setattr(self, key, state[key])
             self.difficulty.history = state["difficulty"]["history"]
@@ -169,11 +176,7 @@ class Trainer:
             self._save()  # the end (a stage may have ended early on a plateau: fewer steps than planned)
         if self.eval_problems:
             figures["eval/accuracy_after"] = self._evaluate(log)
-        if world.main:
-            from rlvr.models.checkpoint import save_checkpoint
-
-            save_checkpoint(self.model, self.tokenizer, self.run_dir / "final")
-        distributed.barrier()
+        self._save_final(self.run_dir / "final")
         log.close()
         if self.executor is not None:
             self.executor.shutdown()
@@ -198,7 +201,7 @@ class Trainer:
         experience = build_experience(groups, self._advantages, config.overlong)
         off_policy = config.ppo_epochs > 1 or config.mini_batches > 1
         if off_policy or token_kl:
-            self._store_logp(experience, "old_logp", self.model)
+            self._store_logp(experience, "old_logp", self.policy)
         if self.reference is not None and (config.kl_in == "loss" or token_kl):
             self._store_logp(experience, "ref_logp", self.reference)
         if self.critic is not None:
@@ -206,7 +209,8 @@ class Trainer:
         t2 = time.time()
         update = self._update(experience)
         if hasattr(self.engine, "load_weights"):  # vLLM holds its own copy of the weights
-            self.engine.load_weights(self.model.named_parameters())
+            with sharding.gathered(self.policy):
+                self.engine.load_weights(self.model.named_parameters())
         t3 = time.time()
         tokens = sum(len(r.completion_ids) for g in sampled for r in g.rollouts)
         metrics.update(update)
@@ -265,7 +269,8 @@ class Trainer:
                 seed=config.seed * 1_000_003 + self.step * 1009 + round_ * 31 + world.rank,
             )
             t = time.time()
-            rollouts = self.engine.generate([self.prompts[i] for i in chosen], params)
+            with self._whole_weights():
+                rollouts = self.engine.generate([self.prompts[i] for i in chosen], params)
             t_gen += time.time() - t
             t = time.time()
             groups = score_groups(
@@ -311,7 +316,7 @@ class Trainer:
         """kl_in=reward: subtract β·Σ_t KL(π‖π_ref) of each response from its reward (sequence-level; rlvr has no
         critic, so the token-level PPO form reduces to this for outcome advantages)."""
         experience = build_experience(groups, lambda s, i, c: torch.zeros_like(s), "none")
-        self._store_logp(experience, "old_logp", self.model)
+        self._store_logp(experience, "old_logp", self.policy)
         assert self.reference is not None
         self._store_logp(experience, "ref_logp", self.reference)
         estimator = KL_ESTIMATORS[self.config.kl_estimator]
@@ -324,7 +329,7 @@ class Trainer:
                 group.rewards[j] -= self.config.kl_coef * float(kl)
                 row += 1
 
-    def _store_logp(self, experience: Experience, name: str, model: Any) -> None:
+    def _store_logp(self, experience: Experience, name: str, model: LogprobModel) -> None:
         store_logp(model, experience, name, self.config, self.world.device)
 
     def _update(self, experience: Experience) -> dict[str, Any]:
@@ -334,7 +339,7 @@ class Trainer:
             set_lr(self.critic.optimizer, self._lr(c.critic_lr))
         max_len = c.stages[self.stage].max_new_tokens
         return update(
-            self.model, self.optimizer, experience, c, self.world, max_len, self.step, critic=self.critic
+            self.policy, self.optimizer, experience, c, self.world, max_len, self.step, critic=self.critic
         )
 
     def _lr(self, base: float) -> float:
@@ -357,11 +362,7 @@ class Trainer:
         stage = self.config.stages[self.stage]
         if stage.reset_reference and self.config.kl_coef > 0:
             path = self.run_dir / f"reference-stage{self.stage}"
-            if self.world.main:
-                from rlvr.models.checkpoint import save_checkpoint
-
-                save_checkpoint(self.model, self.tokenizer, path)
-            distributed.barrier()
+            self._save_final(path)
             self.reference_path = str(path)
             self.reference = self._reference()
         if stage.reset_optimizer:
@@ -373,7 +374,7 @@ class Trainer:
         c = self.config
         return adamw(self.model, lr=c.lr, weight_decay=c.weight_decay, betas=c.betas)
 
-    def _reference(self) -> Any:
+    def _reference(self) -> LogprobModel:
         from rlvr.models.checkpoint import load_model
 
         if self.reference_path == "tiny":
@@ -381,22 +382,39 @@ class Trainer:
         else:
             model = load_model(self.reference_path, device=str(self.world.device))
         model.eval().requires_grad_(False)
-        return model
+        reference = LogprobModel(model)
+        if self.config.sharding == "fsdp":
+            sharding.shard(reference, model.get_decoder().layers)
+        return reference
+
+    def _whole_weights(self) -> contextlib.AbstractContextManager[None]:
+        """The policy's whole weights for an in-process engine (a sharded policy is gathered; vLLM has its own)."""
+        return contextlib.nullcontext() if self.config.engine == "vllm" else sharding.gathered(self.policy)
+
+    def _save_final(self, path: Path) -> None:
+        """The policy as a plain Hugging Face checkpoint at `path` (every process calls it)."""
+        from rlvr.models.checkpoint import save_checkpoint
+
+        weights = sharding.full_state(self.model)
+        if self.world.main:
+            save_checkpoint(self.model, self.tokenizer, path, state_dict=weights)
+        distributed.barrier()
 
     def _evaluate(self, log: MetricsLog, record: bool = True) -> float:
         from rlvr.eval.accuracy import heldout_accuracy
 
         c = self.config
         accuracy = 0.0
-        if self.world.main:
-            result = heldout_accuracy(
-                self.model, self.tokenizer, self.eval_problems, template=c.template,
-                max_new_tokens=c.eval_max_new_tokens or c.stages[-1].max_new_tokens,
-                n=c.eval_n, temperature=c.eval_temperature, seed=c.seed, engine=self.engine,
-            )  # fmt: skip
-            accuracy = result.accuracy
-            if record:
-                log.log(self.step, {"eval/accuracy": accuracy, "eval/truncated": result.truncated})
+        with self._whole_weights():  # every process gathers (a collective); the main one evaluates
+            if self.world.main:
+                result = heldout_accuracy(
+                    self.model, self.tokenizer, self.eval_problems, template=c.template,
+                    max_new_tokens=c.eval_max_new_tokens or c.stages[-1].max_new_tokens,
+                    n=c.eval_n, temperature=c.eval_temperature, seed=c.seed, engine=self.engine,
+                )  # fmt: skip
+                accuracy = result.accuracy
+                if record:
+                    log.log(self.step, {"eval/accuracy": accuracy, "eval/truncated": result.truncated})
         return float(distributed.broadcast_object(accuracy))  # type: ignore[arg-type]
 
     def _save(self) -> None:
@@ -404,7 +422,7 @@ class Trainer:
         state["difficulty"] = self.difficulty.state()
         modules = {}
         if self.critic is not None:
-            state["critic_optimizer"] = self.critic.optimizer.state_dict()
+            state["critic_optimizer"] = sharding.optimizer_state(self.critic.model, self.critic.optimizer)
             modules[CRITIC_DIR] = self.critic.model
         checkpoint.save(
             self.run_dir, self.step, model=self.model, tokenizer=self.tokenizer, optimizer=self.optimizer,

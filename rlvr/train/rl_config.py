@@ -89,4 +89,5 @@ class RLConfig:
     device: str = "auto"
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     gradient_checkpointing: bool = False
+    sharding: Literal["none", "fsdp"] = "none"  # fsdp: FSDP2 over the processes (policy, critic, reference)
     tensorboard: bool = False

@@ -11,8 +11,8 @@ from typing import Any
 import torch
 
 from rlvr.algos import KL_ESTIMATORS, PolicyLossStats, aggregate, normalizer, policy_loss
-from rlvr.models.logprobs import EntropyMode, token_logprobs
-from rlvr.train import distributed
+from rlvr.models.logprobs import EntropyMode, LogprobModel, TokenLogprobs
+from rlvr.train import distributed, sharding
 from rlvr.train.critic import Critic
 from rlvr.train.distributed import World
 from rlvr.train.experience import Experience
@@ -21,7 +21,9 @@ from rlvr.train.sft import autocast
 
 
 @torch.no_grad()
-def store_logp(model: Any, experience: Experience, name: str, config: RLConfig, device: torch.device) -> None:
+def store_logp(
+    model: LogprobModel, experience: Experience, name: str, config: RLConfig, device: torch.device
+) -> None:
     """Log-probs of every row's completion under `model` (no grad), kept in `experience` as `name`."""
     size = config.micro_batch_size
     for start in range(0, len(experience), size):
@@ -32,7 +34,7 @@ def store_logp(model: Any, experience: Experience, name: str, config: RLConfig, 
 
 
 def update(
-    model: Any,
+    model: LogprobModel,
     optimizer: torch.optim.Optimizer,
     experience: Experience,
     config: RLConfig,
@@ -44,6 +46,8 @@ def update(
     """μ epochs over `mini_batches` mini-batches, each one optimizer step over its micro-batches (the critic's
     too, when there is one); returns metrics. During `critic_warmup` steps only the critic trains."""
     train_policy = critic is None or step >= config.critic_warmup
+    scale = sharding.grad_scale(model, world.size)  # FSDP averages gradients over processes: make it the sum
+    sharded = sharding.is_sharded(model)
     per_mini = math.ceil(len(experience) / config.mini_batches)
     sums = dict.fromkeys(("loss", "kl", "entropy", "tokens"), 0.0)
     stats: PolicyLossStats | None = None
@@ -68,14 +72,14 @@ def update(
             for rows in batches:
                 if critic is not None:
                     value_loss, clipped = critic.micro_loss(rows, norm)
-                    value_loss.backward()
+                    (value_loss * scale).backward()
                     critic_sums["loss"] += float(value_loss.detach())
                     critic_sums["clipped"] += clipped
                     critic_sums["tokens"] += float(rows["loss_mask"].sum())
                 if not train_policy:
                     continue
                 loss, mb_stats, extra = micro_loss(model, rows, norm, config)
-                loss.backward()
+                (loss * scale).backward()
                 mini_loss += float(loss.detach())
                 stats = mb_stats if stats is None else stats + mb_stats
                 for key in ("kl", "entropy", "tokens"):
@@ -87,8 +91,9 @@ def update(
                 skipped += not taken
             if not train_policy:
                 continue
-            distributed.all_reduce_grads(model.parameters())
-            grad_norm = float(
+            if not sharded:  # FSDP reduced them in backward
+                distributed.all_reduce_grads(model.parameters())
+            grad_norm = sharding.total_norm(
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm or math.inf)
             )
             if math.isfinite(grad_norm) and math.isfinite(mini_loss):
@@ -140,13 +145,12 @@ def update(
 
 
 def completion_logprobs(
-    model: Any, rows: dict[str, torch.Tensor], config: RLConfig, entropy: EntropyMode
-) -> Any:
+    model: LogprobModel, rows: dict[str, torch.Tensor], config: RLConfig, entropy: EntropyMode
+) -> TokenLogprobs:
     """Log-probs of the rows' completion tokens at the rollouts' temperature (the distribution they were sampled
     from), under bf16 autocast where the config asks for it."""
     with autocast(config.dtype, rows["input_ids"].device):
-        return token_logprobs(
-            model,
+        return model(
             rows["input_ids"],
             rows["attention_mask"],
             target_mask=rows["completion"],
@@ -156,7 +160,7 @@ def completion_logprobs(
 
 
 def micro_loss(
-    model: Any, rows: dict[str, torch.Tensor], norm: float, config: RLConfig
+    model: LogprobModel, rows: dict[str, torch.Tensor], norm: float, config: RLConfig
 ) -> tuple[torch.Tensor, PolicyLossStats, dict[str, float]]:
     """One micro-batch's share of the mini-batch loss (its sum / the global normaliser), its clip statistics, and
     its KL / entropy sums for the metrics. `rows`: `Experience.rows` of the micro-batch."""

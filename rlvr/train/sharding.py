@@ -1,0 +1,102 @@
+"""FSDP2 sharding of the RL trainer's models across processes (`sharding: fsdp`): each process keeps 1/W of every
+parameter, gradient and AdamW state, so a policy, a critic and a reference that do not fit one device replicated
+fit W of them.
+
+Units: every decoder layer is one (gathered for its forward and backward, then freed); the root holds the rest
+(embeddings, final norm, LM head, value head). The root must be a module whose forward the trainer calls:
+`LogprobModel` for the policy and the reference, `ValueModel` for the critic.
+
+Gradients. FSDP averages them over processes where rlvr's losses are each process's share of a global sum (see
+`rlvr.algos.losses`): `GRAD_SCALE` multiplies the loss by W before backward, which gives the summed gradient on any
+backend (gloo has no pre-scaled sum). Weights for generation and saving are gathered whole (`gathered`): a rollout
+engine and `save_pretrained` read plain tensors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def shard(root: nn.Module, layers: Any) -> None:
+    """Shard each module of `layers` as its own unit, then `root` (in place: parameters become DTensors, so build
+    optimizers after this)."""
+    from torch.distributed.fsdp import fully_shard
+
+    for layer in layers:
+        fully_shard(layer)
+    fully_shard(root)
+
+
+def is_sharded(module: nn.Module) -> bool:
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(module, FSDPModule)
+
+
+def grad_scale(module: nn.Module, world_size: int) -> float:
+    """What a loss share is multiplied by before backward so that FSDP's averaged gradient is the global sum."""
+    return float(world_size) if is_sharded(module) else 1.0
+
+
+@contextlib.contextmanager
+def gathered(module: nn.Module) -> Iterator[None]:
+    """Whole parameters in every unit of `module` for the duration (generation, pushing weights): a no-op when
+    it is not sharded. Every process must enter it (the gathers are collective)."""
+    from torch.distributed.fsdp import FSDPModule
+
+    units = [m for m in module.modules() if isinstance(m, FSDPModule)]
+    for unit in units:
+        unit.unshard()
+    try:
+        yield
+    finally:
+        for unit in units:
+            unit.reshard()
+
+
+def total_norm(norm: torch.Tensor) -> float:
+    """`clip_grad_norm_`'s result as a float (a DTensor over sharded gradients)."""
+    from torch.distributed.tensor import DTensor
+
+    return float(norm.full_tensor() if isinstance(norm, DTensor) else norm)
+
+
+def full_state(module: nn.Module) -> dict[str, Any] | None:
+    """The whole weights of a sharded `module` (complete on the main process, on CPU), for `save_pretrained(...,
+    state_dict=)`; None when it is not sharded (save it as it is). Every process calls it."""
+    if not _has_sharded_units(module):
+        return None
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    return get_model_state_dict(module, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def optimizer_state(owner: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """The optimizer's state to checkpoint: whole on the main process when `owner` (the module whose parameters it
+    steps) is sharded; every process calls it."""
+    if not _has_sharded_units(owner):
+        return optimizer.state_dict()
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+    return get_optimizer_state_dict(
+        owner, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+    )
+
+
+def load_optimizer_state(owner: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """Restore `optimizer_state`'s result (each process reads the whole state and keeps its shard)."""
+    if not _has_sharded_units(owner):
+        optimizer.load_state_dict(state)
+        return
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    set_optimizer_state_dict(owner, optimizer, state, options=StateDictOptions(full_state_dict=True))
+
+
+def _has_sharded_units(module: nn.Module) -> bool:
+    return any(is_sharded(m) for m in module.modules())
