@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from rlvr.config import load_config
+from rlvr.models.logprobs import LogprobModel
 from rlvr.models.tiny import build_tiny_pair
 from rlvr.train.examples import Example, encode, global_batch, load_examples
 from rlvr.train.metrics import read_metrics
@@ -78,7 +79,8 @@ def test_long_examples_are_cut_and_prompt_only_ones_dropped(tmp_path, pair):
 
 
 def test_packed_and_padded_batches_give_the_same_loss(tmp_path, pair):
-    model, tok = pair
+    lm, tok = pair
+    model = LogprobModel(lm)
     examples, _ = load_examples(str(write_data(tmp_path / "d.jsonl", 6)), tok, "plain", 256)
     tokens = sum(e.target_tokens for e in examples)
     losses = {}
@@ -87,7 +89,7 @@ def test_packed_and_padded_batches_give_the_same_loss(tmp_path, pair):
         model.zero_grad()
         loss, n = micro_batch_loss(model, examples, tokens, config, torch.device("cpu"), tok.pad_token_id)
         loss.backward()
-        losses[pack] = (float(loss.detach()), n, model.model.layers[0].mlp.up_proj.weight.grad.clone())
+        losses[pack] = (float(loss.detach()), n, lm.model.layers[0].mlp.up_proj.weight.grad.clone())
     assert losses[True][1] == losses[False][1] == tokens
     assert losses[True][0] == pytest.approx(losses[False][0], rel=1e-5)
     assert torch.allclose(losses[True][2], losses[False][2], atol=1e-6)
@@ -193,18 +195,22 @@ def test_two_processes_match_one(tmp_path):
     one = run_cli(sft_args(data, tmp_path / "one", "max_steps=6"))
     finish(one)
     finish(run_cli(sft_args(data, tmp_path / "two", "max_steps=6"), nproc=2))
-    a, b = losses(tmp_path / "one"), losses(tmp_path / "two")
-    assert sorted(a) == sorted(b) == list(range(1, 7))
-    for step in a:
-        assert b[step] == pytest.approx(a[step], rel=1e-4), step
+    finish(run_cli(sft_args(data, tmp_path / "fsdp", "max_steps=6", "sharding=fsdp"), nproc=2))
+    from safetensors.torch import load_file
+
+    a = losses(tmp_path / "one")
     assert not math.isclose(
         a[1], a[6], rel_tol=1e-3
     )  # training moved the loss: the comparison means something
-    from safetensors.torch import load_file
-
     wa = load_file(tmp_path / "one" / "final" / "model.safetensors")
-    wb = load_file(tmp_path / "two" / "final" / "model.safetensors")
-    assert all(torch.allclose(wa[k], wb[k], atol=1e-5) for k in wa)
+    for run in ("two", "fsdp"):  # data parallel, then sharded: the same steps
+        b = losses(tmp_path / run)
+        assert sorted(a) == sorted(b) == list(range(1, 7))
+        for step in a:
+            assert b[step] == pytest.approx(a[step], rel=1e-4), (run, step)
+        wb = load_file(tmp_path / run / "final" / "model.safetensors")
+        assert wa.keys() == wb.keys()
+        assert all(torch.allclose(wa[k], wb[k], atol=1e-5) for k in wa), run
 
 
 def test_refuses_to_overwrite_a_run(tmp_path):

@@ -103,6 +103,17 @@ def save(
     return final
 
 
+def save_final(model: Any, tokenizer: Any, path: Path, world: World) -> None:
+    """The model as a plain Hugging Face checkpoint at `path`, written atomically by the main process (a sharded
+    model is gathered first: every process calls this)."""
+    from rlvr.models.checkpoint import save_checkpoint
+
+    weights = sharding.full_state(model)
+    if world.main:
+        save_checkpoint(model, tokenizer, path, state_dict=weights)
+    distributed.barrier()
+
+
 def load(path: Path, optimizer: torch.optim.Optimizer, world: World, model: Any = None) -> dict[str, Any]:
     """Restore the optimizer and this process's RNGs from checkpoint `path`; returns the trainer state.
     (The model itself is loaded from `path` like any checkpoint, before the optimizer is built; pass it as

@@ -176,7 +176,7 @@ class Trainer:
             self._save()  # the end (a stage may have ended early on a plateau: fewer steps than planned)
         if self.eval_problems:
             figures["eval/accuracy_after"] = self._evaluate(log)
-        self._save_final(self.run_dir / "final")
+        checkpoint.save_final(self.model, self.tokenizer, self.run_dir / "final", world)
         log.close()
         if self.executor is not None:
             self.executor.shutdown()
@@ -362,7 +362,7 @@ class Trainer:
         stage = self.config.stages[self.stage]
         if stage.reset_reference and self.config.kl_coef > 0:
             path = self.run_dir / f"reference-stage{self.stage}"
-            self._save_final(path)
+            checkpoint.save_final(self.model, self.tokenizer, path, self.world)
             self.reference_path = str(path)
             self.reference = self._reference()
         if stage.reset_optimizer:
@@ -390,15 +390,6 @@ class Trainer:
     def _whole_weights(self) -> contextlib.AbstractContextManager[None]:
         """The policy's whole weights for an in-process engine (a sharded policy is gathered; vLLM has its own)."""
         return contextlib.nullcontext() if self.config.engine == "vllm" else sharding.gathered(self.policy)
-
-    def _save_final(self, path: Path) -> None:
-        """The policy as a plain Hugging Face checkpoint at `path` (every process calls it)."""
-        from rlvr.models.checkpoint import save_checkpoint
-
-        weights = sharding.full_state(self.model)
-        if self.world.main:
-            save_checkpoint(self.model, self.tokenizer, path, state_dict=weights)
-        distributed.barrier()
 
     def _evaluate(self, log: MetricsLog, record: bool = True) -> float:
         from rlvr.eval.accuracy import heldout_accuracy

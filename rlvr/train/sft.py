@@ -25,8 +25,8 @@ import torch
 
 from rlvr.config import save_config
 from rlvr.data.registry import load_problems
-from rlvr.models.logprobs import token_logprobs
-from rlvr.train import checkpoint, distributed
+from rlvr.models.logprobs import LogprobModel
+from rlvr.train import checkpoint, distributed, sharding
 from rlvr.train.distributed import World
 from rlvr.train.examples import Example, collate, global_batch, load_examples
 from rlvr.train.metrics import MetricsLog
@@ -73,6 +73,7 @@ class SFTConfig:
         "auto"  # auto: bf16 autocast where the GPU has it, else fp32
     )
     gradient_checkpointing: bool = False  # recompute activations in backward (memory for time)
+    sharding: Literal["none", "fsdp"] = "none"  # fsdp: FSDP2 over the processes (rlvr.train.sharding)
     eval_every: int = 0  # steps between held-out losses (0: at the end only)
     eval_examples: int = 256  # held-out examples for the loss
     eval_generate: int = 0  # held-out problems answered at the end, graded by the verifier (0: none)
@@ -142,7 +143,7 @@ def autocast(dtype: str, device: torch.device) -> contextlib.AbstractContextMana
 
 
 def micro_batch_loss(
-    model: Any,
+    model: LogprobModel,
     examples: list[Example],
     normaliser: float,
     config: SFTConfig,
@@ -152,8 +153,7 @@ def micro_batch_loss(
     """Summed target-token NLL of `examples` / normaliser (a scalar to backprop), and their target tokens."""
     batch = collate(examples, config.pack, pad_id).to(device)
     with autocast(config.dtype, device):
-        out = token_logprobs(
-            model,
+        out = model(
             batch.input_ids,
             batch.attention_mask,
             batch.position_ids,
@@ -163,7 +163,9 @@ def micro_batch_loss(
     return -out.logp.sum() / normaliser, int(out.mask.sum())
 
 
-def heldout_loss(model: Any, examples: list[Example], config: SFTConfig, world: World, pad_id: int) -> float:
+def heldout_loss(
+    model: LogprobModel, examples: list[Example], config: SFTConfig, world: World, pad_id: int
+) -> float:
     """Token-mean NLL of the held-out examples (shared across processes)."""
     mine = examples[world.rank :: world.size]
     total, tokens = 0.0, 0
@@ -212,10 +214,14 @@ def _run(config: SFTConfig, world: World, *, resume: bool, progress: bool) -> di
             f"{config.data}: {dropped} examples dropped, their prompt fills max_length", stacklevel=1
         )
     total_steps = config.max_steps or math.ceil(config.epochs * len(examples) / config.batch_size)
+    policy = LogprobModel(model)  # what the loss calls: its forward is FSDP's root
+    if config.sharding == "fsdp":
+        sharding.shard(policy, model.get_decoder().layers)
+    scale = sharding.grad_scale(policy, world.size)  # FSDP averages gradients over processes: make it the sum
     optimizer = adamw(model, lr=config.lr, weight_decay=config.weight_decay, betas=config.betas)
     step, consumed = 0, 0
     if resume and last is not None:
-        state = checkpoint.load(last, optimizer, world)
+        state = checkpoint.load(last, optimizer, world, model=model)
         step, consumed = state["step"], state["consumed"]
     if world.main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -252,12 +258,13 @@ def _run(config: SFTConfig, world: World, *, resume: bool, progress: bool) -> di
         loss_sum, tokens = 0.0, 0
         for i in range(0, len(mine), config.micro_batch_size):
             loss, n = micro_batch_loss(
-                model, mine[i : i + config.micro_batch_size], normaliser, config, world.device, pad_id
+                policy, mine[i : i + config.micro_batch_size], normaliser, config, world.device, pad_id
             )
-            loss.backward()
+            (loss * scale).backward()
             loss_sum, tokens = loss_sum + float(loss.detach()), tokens + n
-        distributed.all_reduce_grads(model.parameters())
-        grad_norm = float(
+        if not sharding.is_sharded(policy):  # FSDP reduced them in backward
+            distributed.all_reduce_grads(model.parameters())
+        grad_norm = sharding.total_norm(
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm or float("inf"))
         )
         if math.isfinite(grad_norm):
@@ -276,7 +283,7 @@ def _run(config: SFTConfig, world: World, *, resume: bool, progress: bool) -> di
             "train/epoch": consumed / len(examples),
         }
         if held_out and (step == total_steps or (config.eval_every and step % config.eval_every == 0)):
-            metrics["eval/loss"] = heldout_loss(model, held_out, config, world, pad_id)
+            metrics["eval/loss"] = heldout_loss(policy, held_out, config, world, pad_id)
         if step % config.log_every == 0 or step == total_steps or "eval/loss" in metrics:
             log.log(step, metrics)
         bar.set_postfix(loss=f"{loss_sum:.3f}", lr=f"{lr:.2e}")
@@ -286,22 +293,21 @@ def _run(config: SFTConfig, world: World, *, resume: bool, progress: bool) -> di
             save()
     bar.close()
 
-    if config.eval_generate and config.eval_data and world.main:
+    if config.eval_generate and config.eval_data:
         from rlvr.eval.accuracy import heldout_accuracy
 
-        problems = load_problems(config.eval_data, require_answer=False)[: config.eval_generate]
-        result = heldout_accuracy(
-            model, tokenizer, problems, template=config.template, max_new_tokens=config.eval_max_new_tokens,
-            n=config.eval_n, temperature=config.eval_temperature, seed=config.seed,
-        )  # fmt: skip
-        figures["eval/accuracy"] = result.accuracy
-        figures["eval/truncated"] = result.truncated
-        log.log(step, {"eval/accuracy": result.accuracy, "eval/truncated": result.truncated})
-    if world.main:
-        from rlvr.models.checkpoint import save_checkpoint
-
-        save_checkpoint(model, tokenizer, run_dir / "final")
-    distributed.barrier()
+        with sharding.gathered(policy):  # every process gathers (a collective); the main one generates
+            if world.main:
+                problems = load_problems(config.eval_data, require_answer=False)[: config.eval_generate]
+                result = heldout_accuracy(
+                    model, tokenizer, problems, template=config.template,
+                    max_new_tokens=config.eval_max_new_tokens, n=config.eval_n,
+                    temperature=config.eval_temperature, seed=config.seed,
+                )  # fmt: skip
+                figures["eval/accuracy"] = result.accuracy
+                figures["eval/truncated"] = result.truncated
+                log.log(step, {"eval/accuracy": result.accuracy, "eval/truncated": result.truncated})
+    checkpoint.save_final(model, tokenizer, run_dir / "final", world)
     log.close()
     figures["steps"] = step
     figures["seconds"] = time.time() - start

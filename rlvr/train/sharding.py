@@ -1,6 +1,6 @@
-"""FSDP2 sharding of the RL trainer's models across processes (`sharding: fsdp`): each process keeps 1/W of every
-parameter, gradient and AdamW state, so a policy, a critic and a reference that do not fit one device replicated
-fit W of them.
+"""FSDP2 sharding of the trained models across processes (`sharding: fsdp`, RL and SFT): each process keeps 1/W of
+every parameter, gradient and AdamW state, so a policy, a critic and a reference that do not fit one device
+replicated fit W of them.
 
 Units: every decoder layer is one (gathered for its forward and backward, then freed); the root holds the rest
 (embeddings, final norm, LM head, value head). The root must be a module whose forward the trainer calls:
