@@ -103,7 +103,7 @@ def save(
     return final
 
 
-def save_final(model: Any, tokenizer: Any, path: Path, world: World) -> None:
+def save_model(model: Any, tokenizer: Any, path: Path, world: World) -> None:
     """The model as a plain Hugging Face checkpoint at `path`, written atomically by the main process (a sharded
     model is gathered first: every process calls this)."""
     from rlvr.models.checkpoint import save_checkpoint

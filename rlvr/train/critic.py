@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from rlvr.algos import KL_ESTIMATORS, aggregate, gae, kl_in_reward, value_loss, whiten
+from rlvr.algos import KL_ESTIMATORS, aggregate, gae, kl_in_reward, last_token_rewards, value_loss, whiten
 from rlvr.models.value import ValueModel
 from rlvr.train import distributed, sharding
 from rlvr.train.distributed import World
@@ -83,7 +83,7 @@ class Critic:
             kl = KL_ESTIMATORS[config.kl_estimator](logp, ref)  # (R, C)
             rewards = kl_in_reward(experience.scores, kl, mask, config.kl_coef)
         else:
-            rewards = kl_in_reward(experience.scores, torch.zeros(mask.shape), mask, 0.0)
+            rewards = last_token_rewards(experience.scores, mask)
         advantages, returns = gae(
             rewards, values, mask, gamma=config.gamma, lam=config.lam, whiten_advantages=False
         )
@@ -129,9 +129,6 @@ class Critic:
             warnings.warn("non-finite critic gradient: critic update skipped", stacklevel=1)
         self.optimizer.zero_grad(set_to_none=True)
         return norm, taken
-
-    def state(self) -> dict[str, Any]:
-        return self.optimizer.state_dict()
 
 
 def _padded(per_row: list[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:

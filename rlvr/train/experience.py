@@ -13,6 +13,7 @@ import math
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -218,3 +219,22 @@ def rollout_metrics(sampled: list[Group], kept: list[Group], max_new_tokens: int
         "train/groups_kept": len(kept),
         "train/max_new_tokens": max_new_tokens,
     }
+
+
+def write_samples(
+    path: Path, step: int, groups: list[Group], problems: Sequence[Any], per_group: int = 2
+) -> None:
+    """Append a few completions (the first `per_group` of the first two groups) to a JSONL file for reading."""
+    import json
+
+    with path.open("a", encoding="utf-8") as f:
+        for group in groups[:2]:
+            problem = problems[group.problem]
+            rows = zip(group.rollouts, group.rewards, group.correct, strict=True)
+            for rollout, reward, correct in list(rows)[:per_group]:
+                record = {
+                    "step": step, "id": problem.id, "problem": problem.problem, "answer": problem.answer,
+                    "response": rollout.text, "reward": reward, "correct": correct,
+                    "finish_reason": rollout.finish_reason,
+                }  # fmt: skip
+                f.write(json.dumps(record) + "\n")

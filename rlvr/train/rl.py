@@ -45,6 +45,7 @@ from rlvr.train.experience import (
     keep_group,
     rollout_metrics,
     score_groups,
+    write_samples,
 )
 from rlvr.train.metrics import MetricsLog
 from rlvr.train.optim import adamw, lr_at, set_lr
@@ -176,7 +177,7 @@ class Trainer:
             self._save()  # the end (a stage may have ended early on a plateau: fewer steps than planned)
         if self.eval_problems:
             figures["eval/accuracy_after"] = self._evaluate(log)
-        checkpoint.save_final(self.model, self.tokenizer, self.run_dir / "final", world)
+        checkpoint.save_model(self.model, self.tokenizer, self.run_dir / "final", world)
         log.close()
         if self.executor is not None:
             self.executor.shutdown()
@@ -225,8 +226,8 @@ class Trainer:
                 "perf/generate_tokens_per_s": tokens / max(timings["time/generate"], 1e-9),
             }
         )
-        if config.sample_every and self.step % config.sample_every == 0:
-            self._write_samples(sampled)
+        if config.sample_every and self.step % config.sample_every == 0 and self.world.main:
+            write_samples(self.run_dir / "samples.jsonl", self.step, sampled, self.problems)
         return metrics
 
     # -- rollouts --------------------------------------------------------------------------------------------------
@@ -313,8 +314,9 @@ class Trainer:
         return gathered[first : first + len(scores)]
 
     def _kl_into_rewards(self, groups: list[Group]) -> None:
-        """kl_in=reward: subtract β·Σ_t KL(π‖π_ref) of each response from its reward (sequence-level; rlvr has no
-        critic, so the token-level PPO form reduces to this for outcome advantages)."""
+        """kl_in=reward without a critic: subtract β·Σ_t KL(π‖π_ref) of each response from its reward (an outcome
+        advantage sees one number per response, so PPO's per-token penalty reduces to its sum; `Critic.prepare`
+        keeps it per token)."""
         experience = build_experience(groups, lambda s, i, c: torch.zeros_like(s), "none")
         self._store_logp(experience, "old_logp", self.policy)
         assert self.reference is not None
@@ -362,7 +364,7 @@ class Trainer:
         stage = self.config.stages[self.stage]
         if stage.reset_reference and self.config.kl_coef > 0:
             path = self.run_dir / f"reference-stage{self.stage}"
-            checkpoint.save_final(self.model, self.tokenizer, path, self.world)
+            checkpoint.save_model(self.model, self.tokenizer, path, self.world)
             self.reference_path = str(path)
             self.reference = self._reference()
         if stage.reset_optimizer:
@@ -419,24 +421,6 @@ class Trainer:
             self.run_dir, self.step, model=self.model, tokenizer=self.tokenizer, optimizer=self.optimizer,
             state=state, world=self.world, keep_last=self.config.keep_last, modules=modules,
         )  # fmt: skip
-
-    def _write_samples(self, groups: list[Group]) -> None:
-        if not self.world.main or not groups:
-            return
-        import json
-
-        with (self.run_dir / "samples.jsonl").open("a", encoding="utf-8") as f:
-            for group in groups[:2]:
-                problem = self.problems[group.problem]
-                for rollout, reward, correct in list(
-                    zip(group.rollouts, group.rewards, group.correct, strict=True)
-                )[:2]:
-                    record = {
-                        "step": self.step, "id": problem.id, "problem": problem.problem, "answer": problem.answer,
-                        "response": rollout.text, "reward": reward, "correct": correct,
-                        "finish_reason": rollout.finish_reason,
-                    }  # fmt: skip
-                    f.write(json.dumps(record) + "\n")
 
     def _track_plateau(self, accuracy: float) -> None:
         self.ema = accuracy if self.ema is None else 0.9 * self.ema + 0.1 * accuracy

@@ -307,7 +307,7 @@ def _run(config: SFTConfig, world: World, *, resume: bool, progress: bool) -> di
                 figures["eval/accuracy"] = result.accuracy
                 figures["eval/truncated"] = result.truncated
                 log.log(step, {"eval/accuracy": result.accuracy, "eval/truncated": result.truncated})
-    checkpoint.save_final(model, tokenizer, run_dir / "final", world)
+    checkpoint.save_model(model, tokenizer, run_dir / "final", world)
     log.close()
     figures["steps"] = step
     figures["seconds"] = time.time() - start
