@@ -4,6 +4,8 @@ the run, and two processes run under torchrun."""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import math
 import os
@@ -17,8 +19,11 @@ import torch
 
 from rlvr.config import load_config
 from rlvr.train import checkpoint, distributed
+from rlvr.train.experience import build_experience
 from rlvr.train.metrics import read_metrics
+from rlvr.train.optim import adamw
 from rlvr.train.rl import RLConfig, Trainer
+from rlvr.train.update import update
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -75,6 +80,39 @@ def test_micro_batch_size_does_not_change_the_update(digits, tmp_path):
         params.append([p.detach().clone() for p in t.model.parameters()])
     for other in params[1:]:
         assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(params[0], other, strict=True))
+
+
+def test_idle_rows_skip_the_forward_but_not_the_normaliser(digits, tmp_path):
+    """Rows with advantage 0 (a group whose responses all scored the same) are left out of the forward and
+    backward; the gradient is the one with every row run, because their tokens still count in token-mean.
+    (Gradients, not parameters after AdamW: its first step is sign(g) · lr, which float noise in a ~0 entry
+    flips.)"""
+    t = trainer(config(digits, tmp_path / "run", "micro_batch_size=8"))
+    groups, _, _ = t._collect(t.config.stages[0])
+    experience = build_experience(groups, t._advantages, "none")
+
+    def run(skip: bool) -> tuple[dict, list[torch.Tensor]]:
+        """One update; the summed gradients at its optimizer step."""
+        policy = copy.deepcopy(t.policy)
+        optimizer = adamw(policy.lm, lr=1e-3, weight_decay=0.0, betas=(0.9, 0.999))
+        grads: list[torch.Tensor] = []
+        step = optimizer.step
+
+        def spy() -> None:
+            grads.extend(p.grad.clone() for p in policy.parameters())
+            step()
+
+        optimizer.step = spy  # type: ignore[method-assign]
+        conf = dataclasses.replace(t.config, skip_idle_rows=skip)
+        return update(policy, optimizer, experience, conf, t.world, 12, 0), grads
+
+    results = {skip: run(skip) for skip in (True, False)}
+    (skipping, with_skip), (running, without) = results[True], results[False]
+    assert 0 < skipping["train/rows_idle"] < 1 and running["train/rows_idle"] == 0  # idle and mixed groups
+    assert any(float(g.abs().max()) > 0 for g in without)
+    for a, b in zip(with_skip, without, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-7, rtol=1e-5)
+    assert skipping["train/loss"] == pytest.approx(running["train/loss"], abs=1e-7)
 
 
 def test_seq_mean_aggregation_differs_from_token_mean(digits, tmp_path):

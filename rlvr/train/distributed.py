@@ -59,12 +59,15 @@ def barrier() -> None:
 
 
 def all_reduce_grads(params: Iterable[torch.nn.Parameter]) -> None:
-    """Sum every parameter's gradient across processes (one flat buffer per dtype and device)."""
+    """Sum every trainable parameter's gradient across processes (one flat buffer per dtype and device). A process
+    whose backward never reached a parameter (it had no rows to train on) takes part with zeros."""
     if not dist.is_initialized() or dist.get_world_size() == 1:
         return
     groups: dict[tuple[torch.dtype, torch.device], list[torch.Tensor]] = {}
     for p in params:
-        if p.grad is not None:
+        if p.requires_grad:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
             groups.setdefault((p.grad.dtype, p.grad.device), []).append(p.grad)
     for grads in groups.values():
         flat = torch.cat([g.reshape(-1) for g in grads])

@@ -291,7 +291,10 @@ class Trainer:
                     self.difficulty.record(problem, pass_rate)
             sampled += groups
             kept += [g for g in groups if keep_group(g)] if config.dynamic_sampling else groups
-        return kept[:need], sampled, {"time/generate": t_gen, "time/reward": t_reward}
+        # the same number of groups on every process (rounds may run out with some short): equal work per process,
+        # which sharded models need (each forward is a collective)
+        have = -int(distributed.all_max(-min(len(kept), need), world.device))
+        return kept[:have], sampled, {"time/generate": t_gen, "time/reward": t_reward}
 
     # -- advantages and log-probs ------------------------------------------------------------------------------------
     def _advantages(self, scores: torch.Tensor, index: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:

@@ -43,6 +43,7 @@ class RLConfig:
     mini_batches: int = 1  # optimizer steps per rollout batch (DeepScaleR: 2 of 64 prompts)
     ppo_epochs: int = 1  # μ: passes over the batch
     micro_batch_size: int = 16  # responses per forward/backward on one process
+    skip_idle_rows: bool = True  # rows whose loss is exactly 0 (advantage 0) skip the forward/backward
     advantage: Literal["grpo", "dr_grpo", "rloo", "reinforce_pp_baseline", "gae"] = (
         "grpo"  # gae: PPO + critic
     )

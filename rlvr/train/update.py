@@ -54,13 +54,11 @@ def update(
     grad_norms: list[float] = []
     skipped = 0
     critic_sums = dict.fromkeys(("loss", "clipped", "tokens", "grad_norm", "steps"), 0.0)
+    idle = zero_loss_rows(experience, config, critic is not None or sharded)
     for _epoch in range(config.ppo_epochs):
         for m in range(config.mini_batches):
             mini = list(range(m * per_mini, min((m + 1) * per_mini, len(experience))))
-            micro = [
-                mini[i : i + config.micro_batch_size] for i in range(0, len(mini), config.micro_batch_size)
-            ]
-            batches = [experience.rows(mb, world.device) for mb in micro]
+            batches = [experience.rows(mb, world.device) for mb in _chunks(mini, config.micro_batch_size)]
             # the normaliser of the whole mini-batch, over every micro-batch of every process, before any backward
             masks = [rows["loss_mask"] for rows in batches]
             norm = distributed.all_sum(
@@ -68,6 +66,9 @@ def update(
             )[0]
             if norm <= 0:
                 continue
+            live = [i for i in mini if i not in idle]
+            if len(live) < len(mini):  # the idle rows count in the normaliser above, and add nothing else
+                batches = [experience.rows(mb, world.device) for mb in _chunks(live, config.micro_batch_size)]
             mini_loss = 0.0
             for rows in batches:
                 if critic is not None:
@@ -111,8 +112,11 @@ def update(
             float(v) for v in (stats.tokens, stats.clip_low, stats.clip_high, stats.dual_clip, stats.ppo_kl)
         ]
     )
-    loss_sum, kl, entropy, tokens, clip_tokens, low, high, dual, ppo_kl = distributed.all_sum(
-        [sums["loss"], sums["kl"], sums["entropy"], sums["tokens"], *clip], world.device
+    loss_sum, kl, entropy, tokens, clip_tokens, low, high, dual, ppo_kl, idle_rows, all_rows = (
+        distributed.all_sum(
+            [sums["loss"], sums["kl"], sums["entropy"], sums["tokens"], *clip, len(idle), len(experience)],
+            world.device,
+        )
     )
     tokens, clip_tokens = max(tokens, 1.0), max(clip_tokens, 1.0)
     metrics = {
@@ -126,6 +130,7 @@ def update(
         "train/grad_norm": sum(grad_norms) / max(1, len(grad_norms)),
         "train/lr": optimizer.param_groups[0]["lr"],
         "train/skipped": float(skipped),
+        "train/rows_idle": idle_rows / max(all_rows, 1.0),  # loss identically 0: no forward, no backward
     }
     if critic is not None:
         value_sum, clipped_sum, valid = distributed.all_sum(
@@ -142,6 +147,21 @@ def update(
             }
         )
     return metrics
+
+
+def zero_loss_rows(experience: Experience, config: RLConfig, keep_all: bool) -> set[int]:
+    """Rows whose loss and gradient are exactly 0, so the update can leave them out (their tokens still count in
+    the normaliser): advantage 0 (every response of the group scored the same, GRPO / Dr. GRPO / RLOO without
+    dynamic sampling) with no KL term in the loss and no entropy bonus. None with a critic (it trains on every
+    row), under sharding (every process must run the same forwards), or with `skip_idle_rows` off."""
+    kl_in_loss = config.kl_coef > 0 and config.kl_in == "loss"
+    if keep_all or not config.skip_idle_rows or kl_in_loss or config.entropy_coef:
+        return set()
+    return {i for i, a in enumerate(experience.advantages.tolist()) if a == 0.0}
+
+
+def _chunks(index: list[int], size: int) -> list[list[int]]:
+    return [index[i : i + size] for i in range(0, len(index), size)]
 
 
 def completion_logprobs(
