@@ -12,7 +12,9 @@ top-p 1, top-k off, the reward (rlvr's `accuracy`), group-normalised advantages 
 lr 1e-6 with a constant schedule, gradient clipping at 1.0, β = 0 (no reference model), μ = 1, micro-batches of
 16 sequences with every micro-batch of the step accumulated into one optimizer step, fp32, no gradient checkpointing.
 
-By default every sequence runs to max new tokens on both sides, so both do the same work: rlvr through
+rlvr's `skip_idle_rows` is off: the random model never answers right, so every group scores 0, every advantage
+is 0, and rlvr would skip the whole update (exactly: those rows have no gradient) while TRL computes it. Equal
+work is the point here. By default every sequence runs to max new tokens on both sides, so both do the same work: rlvr through
 `SamplingParams.ignore_eos` (an engine wrapper here; eos may be sampled and is trained on), TRL through
 `generation_kwargs={"min_new_tokens": ...}` (eos is masked out of sampling). `--stop-at-eos` lets both stop at
 eos; the table then shows the tokens each side generated.
@@ -94,6 +96,7 @@ def rlvr_trainer(args: argparse.Namespace, out_dir: str) -> Trainer:
         loss_agg="token-mean",
         dual_clip=None,  # TRL has no dual clip (it never triggers on-policy anyway: the ratio is 1)
         kl_coef=0.0,
+        skip_idle_rows=False,  # equal work: see the docstring
         lr=1e-6,
         schedule="constant",
         max_grad_norm=1.0,
