@@ -212,7 +212,8 @@ def test_two_processes_run_under_torchrun(digits, tmp_path, extra):
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29541",
         "-m", "rlvr", "train", "model=tiny", f"data={digits}", "eval_data=null", f"out_dir={out}",
-        "prompts_per_step=8", "stages=[{steps: 2, max_new_tokens: 12, n: 8}]", "lr=1e-3", "--no-progress", "--json", *extra,
+        "prompts_per_step=8", "stages=[{steps: 2, max_new_tokens: 12, n: 8}]", "lr=1e-3", "--no-progress", "--json",
+        *extra,
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)

@@ -21,7 +21,7 @@ into (B, C) rows aligned with a rollout's per-token `logprobs`.
 
 The backbone (`model.get_decoder()`) and the head (`model.get_output_embeddings()`) are called directly, not
 `model(...)`: a wrapper that acts in the top module's forward (DDP's gradient sync, FSDP's root unshard) does not
-see this call; wrap the call in a module whose forward it is, or shard the head and backbone as their own units.
+see this call: `LogprobModel` makes it a module's forward.
 
 Only a plain linear head is handled (logits = hidden @ W.T + b), as in Qwen2 and Llama: no logit soft-capping or
 scaling (Gemma, Cohere would need it here).
@@ -154,14 +154,17 @@ def token_logprobs(
         if attention_mask.shape != (B, T):
             raise ValueError(f"attention_mask must be 2D {(B, T)}, got {tuple(attention_mask.shape)}")
         real = attention_mask.bool()  # (B, T)
-        if position_ids is None:
-            position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, T)
         mask = real.clone()
         mask[:, 0] = False
         mask[:, 1:] &= real[:, :-1]  # both the token and the one predicting it are real
-        # Right padding only: causal attention alone never lets a real token see a pad, and positions count from
-        # 0 anyway, so the model runs without a mask (SDPA's is_causal kernels: ~15% faster on CPU here).
-        model_mask: Tensor | None = None if right_padded(attention_mask) else attention_mask
+        model_mask: Tensor | None = attention_mask
+        if position_ids is None and right_padded(attention_mask):
+            # Causal attention alone never lets a real token see a pad and positions count from 0 anyway, so the
+            # model runs with neither mask nor positions (SDPA's is_causal kernels: ~15% faster on CPU here;
+            # explicit positions would repeat on the pads, which transformers reads as packed sequences).
+            model_mask = None
+        elif position_ids is None:
+            position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, T)
     elif position_ids is not None:
         mask = continues_sequence(position_ids)  # (B, T)
         model_mask = attention_mask_for(model, position_ids)  # (B, 1, T, T) or None

@@ -118,7 +118,12 @@ def load(path: Path, optimizer: torch.optim.Optimizer, world: World, model: Any 
     """Restore the optimizer and this process's RNGs from checkpoint `path`; returns the trainer state.
     (The model itself is loaded from `path` like any checkpoint, before the optimizer is built; pass it as
     `model` when it is sharded, so the optimizer takes its shard of the saved state.)"""
-    state = torch.load(path / "trainer.pt", map_location=world.device, weights_only=False)
+    sharded = model is not None and sharding.has_shards(model)
+    # sharded: the whole optimizer state is mapped from the file (mmap), not read onto every process's device;
+    # each process then copies out its shard
+    state = torch.load(
+        path / "trainer.pt", map_location="cpu" if sharded else world.device, mmap=sharded, weights_only=False
+    )
     if state["world_size"] != world.size:
         raise ValueError(
             f"{path}: written by {state['world_size']} processes, resumed with {world.size}; "

@@ -34,8 +34,9 @@ CRITIC_DIR = "critic"  # inside a checkpoint
 
 class Critic:
     def __init__(self, config: RLConfig, policy: Any, resume_from: Path | None, device: torch.device) -> None:
-        """The critic of a fresh run (a copy of `policy`'s backbone, new head) or of the checkpoint being resumed;
-        sharded with `sharding: fsdp` (pass the policy before it is sharded)."""
+        """The critic of a fresh run (a copy of `policy`'s backbone, new head, on its device) or of the checkpoint
+        being resumed (loaded onto `device`); sharded with `sharding: fsdp` (pass the policy before it is
+        sharded)."""
         if resume_from is not None:
             if not (resume_from / CRITIC_DIR).is_dir():
                 raise FileNotFoundError(
@@ -87,7 +88,8 @@ class Critic:
         advantages, returns = gae(
             rewards, values, mask, gamma=config.gamma, lam=config.lam, whiten_advantages=False
         )
-        advantages[mask] = _whiten_all(advantages[mask], world)
+        trained = mask & torch.tensor(experience.trained)[:, None]  # overlong-filtered rows do not train
+        advantages[trained] = _whiten_all(advantages[trained], world)
         for name, table in (("advantages", advantages), ("returns", returns)):
             experience.store(name, range(len(experience)), table, mask)
         valid = float(mask.sum())

@@ -1,9 +1,9 @@
 """Data parallelism across processes started by `torchrun`, by explicit gradient all-reduce.
 
-Each process holds a full model replica and its share of every global batch. After the micro-batches of one
-optimizer step have accumulated their gradients, `all_reduce_grads` sums them across processes in one flat buffer
-per dtype. That is what DDP does with `no_sync` during accumulation, without its wrapper: rlvr calls the backbone
-and the LM head directly (`rlvr.models.logprobs`), which DDP's forward hooks would not see. Losses are already
+Each process holds a full model replica (unless `sharding: fsdp`, `rlvr.train.sharding`) and its share of every
+global batch. After the micro-batches of one optimizer step have accumulated their gradients, `all_reduce_grads`
+sums them across processes in one flat buffer per dtype: what DDP does with `no_sync` during accumulation, with
+no wrapper and no hooks to keep in step. Losses are already
 divided by the global normaliser (tokens of the whole batch on all processes), so the sum is the full-batch
 gradient and a 2-process run matches a 1-process run of the same global batch.
 

@@ -6,7 +6,7 @@ One flat loop, each step:
   → rollouts (n per prompt, through the rollout engine over the live model)
   → rewards (rlvr's reward functions, in worker processes) and overlong handling
   → dynamic sampling (drop groups whose rewards are all equal, sample more prompts, bounded)
-  → old and reference log-probs (only when needed: μ > 1 or several mini-batches; β > 0)
+  → old and reference log-probs (only when needed: μ > 1 or several mini-batches; β > 0; the critic's per-token KL)
   → advantages (over the whole step's batch; PPO: the critic's values → GAE)
   → μ epochs over mini-batches of micro-batches, each mini-batch one optimizer step
   → the engine sees the new weights (same module; vLLM gets them pushed) → metrics → checkpoint.
@@ -76,6 +76,10 @@ class Trainer:
             )
         if not config.stages:
             raise ValueError("a recipe needs at least one stage")
+        if config.sharding == "fsdp" and config.engine == "hf":
+            raise ValueError(
+                "sharding=fsdp needs engine=fast or vllm (hf's generate cannot run a sharded model)"
+            )
         self.config, self.world, self.progress = config, world, progress
         self.run_dir = Path(config.out_dir)
         last = checkpoint.latest(self.run_dir)
@@ -190,7 +194,10 @@ class Trainer:
         groups, sampled, timings = self._collect(stage)
         t1 = time.time()
         metrics = rollout_metrics(sampled, groups, stage.max_new_tokens)
-        self._track_plateau(metrics["train/accuracy"])
+        correct, total = distributed.all_sum(
+            [sum(sum(g.correct) for g in sampled), sum(len(g.correct) for g in sampled)], self.world.device
+        )
+        self._track_plateau(correct / max(total, 1.0))  # every process decides stage ends alike
         metrics.update(self.difficulty.counts())
         if not groups:  # every group had equal rewards: nothing to learn from this step
             metrics.update({"train/skipped": 0.0, "train/empty": 1.0, **timings})

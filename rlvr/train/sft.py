@@ -217,6 +217,12 @@ def _run(config: SFTConfig, world: World, *, resume: bool, progress: bool) -> di
     policy = LogprobModel(model)  # what the loss calls: its forward is FSDP's root
     if config.sharding == "fsdp":
         sharding.shard(policy, model.get_decoder().layers)
+    if sharding.is_sharded(policy):  # every process must run the same forwards (each is a collective)
+        if config.batch_size % world.size:
+            raise ValueError(
+                f"sharding=fsdp: batch_size={config.batch_size} must be a multiple of {world.size}"
+            )
+        held_out = held_out[: len(held_out) - len(held_out) % world.size]
     scale = sharding.grad_scale(policy, world.size)  # FSDP averages gradients over processes: make it the sum
     optimizer = adamw(model, lr=config.lr, weight_decay=config.weight_decay, betas=config.betas)
     step, consumed = 0, 0

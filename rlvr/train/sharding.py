@@ -7,9 +7,13 @@ Units: every decoder layer is one (gathered for its forward and backward, then f
 `LogprobModel` for the policy and the reference, `ValueModel` for the critic.
 
 Gradients. FSDP averages them over processes where rlvr's losses are each process's share of a global sum (see
-`rlvr.algos.losses`): `GRAD_SCALE` multiplies the loss by W before backward, which gives the summed gradient on any
-backend (gloo has no pre-scaled sum). Weights for generation and saving are gathered whole (`gathered`): a rollout
-engine and `save_pretrained` read plain tensors.
+`rlvr.algos.losses`): the loss is multiplied by W (`grad_scale`) before backward, which gives the summed gradient
+on any backend (gloo has no pre-scaled sum). Weights for generation and saving are gathered whole (`gathered`):
+the fast engine and `save_pretrained` read plain tensors. (Not the hf engine: `generate` would call the layers'
+own forwards, and FSDP would take each for a root.)
+
+Every process must run the same forwards (each gathers a unit from all of them): the trainers give every process
+the same number of rows, and the RL update keeps idle rows when sharded.
 """
 
 from __future__ import annotations
@@ -24,8 +28,12 @@ from torch import nn
 
 def shard(root: nn.Module, layers: Any) -> None:
     """Shard each module of `layers` as its own unit, then `root` (in place: parameters become DTensors, so build
-    optimizers after this)."""
+    optimizers after this). One process (no torchrun): nothing to shard, the module stays as it is."""
+    import torch.distributed as dist
     from torch.distributed.fsdp import fully_shard
+
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return
 
     for layer in layers:
         fully_shard(layer)
@@ -69,7 +77,7 @@ def total_norm(norm: torch.Tensor) -> float:
 def full_state(module: nn.Module) -> dict[str, Any] | None:
     """The whole weights of a sharded `module` (complete on the main process, on CPU), for `save_pretrained(...,
     state_dict=)`; None when it is not sharded (save it as it is). Every process calls it."""
-    if not _has_sharded_units(module):
+    if not has_shards(module):
         return None
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
@@ -79,7 +87,7 @@ def full_state(module: nn.Module) -> dict[str, Any] | None:
 def optimizer_state(owner: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     """The optimizer's state to checkpoint: whole on the main process when `owner` (the module whose parameters it
     steps) is sharded; every process calls it."""
-    if not _has_sharded_units(owner):
+    if not has_shards(owner):
         return optimizer.state_dict()
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
 
@@ -90,7 +98,7 @@ def optimizer_state(owner: nn.Module, optimizer: torch.optim.Optimizer) -> dict[
 
 def load_optimizer_state(owner: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
     """Restore `optimizer_state`'s result (each process reads the whole state and keeps its shard)."""
-    if not _has_sharded_units(owner):
+    if not has_shards(owner):
         optimizer.load_state_dict(state)
         return
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
@@ -98,5 +106,6 @@ def load_optimizer_state(owner: nn.Module, optimizer: torch.optim.Optimizer, sta
     set_optimizer_state_dict(owner, optimizer, state, options=StateDictOptions(full_state_dict=True))
 
 
-def _has_sharded_units(module: nn.Module) -> bool:
+def has_shards(module: nn.Module) -> bool:
+    """Whether any part of `module` is sharded (the policy's LM is not the FSDP root, its layers are units)."""
     return any(is_sharded(m) for m in module.modules())

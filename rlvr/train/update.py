@@ -92,6 +92,9 @@ def update(
                 skipped += not taken
             if not train_policy:
                 continue
+            for p in model.parameters():  # every row idle: the zero gradient running them would have given
+                if p.requires_grad and p.grad is None:
+                    p.grad = torch.zeros_like(p)
             if not sharded:  # FSDP reduced them in backward
                 distributed.all_reduce_grads(model.parameters())
             grad_norm = sharding.total_norm(
@@ -153,7 +156,8 @@ def zero_loss_rows(experience: Experience, config: RLConfig, keep_all: bool) -> 
     """Rows whose loss and gradient are exactly 0, so the update can leave them out (their tokens still count in
     the normaliser): advantage 0 (every response of the group scored the same, GRPO / Dr. GRPO / RLOO without
     dynamic sampling) with no KL term in the loss and no entropy bonus. None with a critic (it trains on every
-    row), under sharding (every process must run the same forwards), or with `skip_idle_rows` off."""
+    row), under sharding (every process must run the same forwards), or with `skip_idle_rows` off. The entropy,
+    clip and ppo_kl metrics are then over the rows that ran."""
     kl_in_loss = config.kl_coef > 0 and config.kl_in == "loss"
     if keep_all or not config.skip_idle_rows or kl_in_loss or config.entropy_coef:
         return set()
