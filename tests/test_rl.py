@@ -115,6 +115,18 @@ def test_idle_rows_skip_the_forward_but_not_the_normaliser(digits, tmp_path):
     assert skipping["train/loss"] == pytest.approx(running["train/loss"], abs=1e-7)
 
 
+def test_an_all_idle_mini_batch_still_takes_its_optimizer_step(digits, tmp_path):
+    """Every row idle: nothing runs, but AdamW steps on zero gradients (its moments decay, its step count grows),
+    as it would have had the rows run."""
+    t = trainer(config(digits, tmp_path / "run"))
+    groups, _, _ = t._collect(t.config.stages[0])
+    experience = build_experience(groups, t._advantages, "none")
+    experience.advantages = torch.zeros(len(experience))
+    metrics = update(t.policy, t.optimizer, experience, t.config, t.world, 12, 0)
+    assert metrics["train/rows_idle"] == 1.0
+    assert all(int(t.optimizer.state[p]["step"]) == 1 for p in t.model.parameters())
+
+
 def test_seq_mean_aggregation_differs_from_token_mean(digits, tmp_path):
     """The aggregation knob reaches the update (else the test above could pass with any normaliser)."""
     a = trainer(config(digits, tmp_path / "a", "stages=[{steps: 1, max_new_tokens: 12, n: 8}]"))

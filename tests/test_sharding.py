@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -76,3 +77,19 @@ def test_fsdp_trains_like_the_unsharded_run_and_resumes_exactly(digits, tmp_path
     assert rows(sharded) == b
     assert_same_weights(plain / "final", sharded / "final")
     assert any(not torch.equal(v, weights(sharded / "final")[k]) for k, v in before.items())
+
+
+def test_one_process_ignores_sharding_and_hf_engine_is_refused(digits, tmp_path):
+    from rlvr.config import load_config
+    from rlvr.train import distributed, sharding
+    from rlvr.train.rl import RLConfig, Trainer
+
+    args = ["model=tiny", f"data={digits}", "eval_data=null", "prompts_per_step=4", "sharding=fsdp",
+            "stages=[{steps: 1, max_new_tokens: 8, n: 4}]"]  # fmt: skip
+    t = Trainer(load_config(RLConfig, None, [*args, f"out_dir={tmp_path / 'a'}"]), distributed.init("cpu"),
+                resume=False, progress=False)  # fmt: skip
+    assert not sharding.has_shards(t.policy)  # no torchrun: nothing to shard, the run is a plain one
+    assert t.train()["steps"] == 1
+    with pytest.raises(ValueError, match="engine=fast or vllm"):
+        Trainer(load_config(RLConfig, None, [*args, "engine=hf", f"out_dir={tmp_path / 'b'}"]),
+                distributed.init("cpu"), resume=False, progress=False)  # fmt: skip
