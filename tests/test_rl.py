@@ -232,8 +232,8 @@ def test_two_processes_run_under_torchrun(digits, tmp_path, extra):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     figures = json.loads(proc.stdout.strip().splitlines()[-1])
     assert (
-        figures["steps"] == 2 and figures["train/groups_sampled"] == 4
-    )  # each process samples its 4 prompts
+        figures["steps"] == 2 and figures["train/groups_sampled"] == 8
+    )  # each process samples its 4 prompts; the metrics count both processes' groups
     assert len(list((out / "checkpoints" / "step-000002").glob("rng-*.pt"))) == 2
     if extra:  # the critic: advantages whitened over both processes, gradients summed across them
         assert math.isfinite(figures["critic/value_loss"]) and math.isfinite(

@@ -194,12 +194,21 @@ def build_experience(
     )
 
 
-def rollout_metrics(sampled: list[Group], kept: list[Group], max_new_tokens: int) -> dict[str, Any]:
-    """Step metrics over every sampled group (kept: the groups trained on after dynamic sampling)."""
-    rewards = [r for g in sampled for r in g.rewards]
-    correct = [c for g in sampled for c in g.correct]
-    lengths = [len(r.completion_ids) for g in sampled for r in g.rollouts]
-    truncated = [t for g in sampled for t in g.truncated]
+# one sampled group as the metrics see it: (rewards, verifier verdicts, response lengths, truncated flags)
+GroupSummary = tuple[list[float], list[bool], list[int], list[bool]]
+
+
+def summarize(group: Group) -> GroupSummary:
+    """What `rollout_metrics` needs of a group: small enough to gather from every process."""
+    return group.rewards, group.correct, [len(r.completion_ids) for r in group.rollouts], group.truncated
+
+
+def rollout_metrics(sampled: list[GroupSummary], kept: int, max_new_tokens: int) -> dict[str, Any]:
+    """Step metrics over every sampled group (`summarize`); kept: the groups trained on after dynamic sampling."""
+    rewards = [r for g in sampled for r in g[0]]
+    correct = [c for g in sampled for c in g[1]]
+    lengths = [n for g in sampled for n in g[2]]
+    truncated = [t for g in sampled for t in g[3]]
     right = [n for n, c in zip(lengths, correct, strict=True) if c]
     wrong = [n for n, c in zip(lengths, correct, strict=True) if not c]
     n = max(1, len(rewards))
@@ -208,15 +217,15 @@ def rollout_metrics(sampled: list[Group], kept: list[Group], max_new_tokens: int
         "train/reward_mean": mean,
         "train/reward_std": math.sqrt(sum((r - mean) ** 2 for r in rewards) / n),
         "train/accuracy": sum(correct) / n,
-        "train/all_correct": sum(all(g.correct) for g in sampled) / max(1, len(sampled)),
-        "train/all_wrong": sum(not any(g.correct) for g in sampled) / max(1, len(sampled)),
+        "train/all_correct": sum(all(g[1]) for g in sampled) / max(1, len(sampled)),
+        "train/all_wrong": sum(not any(g[1]) for g in sampled) / max(1, len(sampled)),
         "train/response_length": sum(lengths) / n,
         "train/response_length_max": max(lengths, default=0),
         "train/length_correct": sum(right) / max(1, len(right)),
         "train/length_wrong": sum(wrong) / max(1, len(wrong)),
         "train/truncated": sum(truncated) / n,
         "train/groups_sampled": len(sampled),
-        "train/groups_kept": len(kept),
+        "train/groups_kept": kept,
         "train/max_new_tokens": max_new_tokens,
     }
 

@@ -45,6 +45,7 @@ from rlvr.train.experience import (
     keep_group,
     rollout_metrics,
     score_groups,
+    summarize,
     write_samples,
 )
 from rlvr.train.metrics import MetricsLog
@@ -193,11 +194,13 @@ class Trainer:
         t0 = time.time()
         groups, sampled, timings = self._collect(stage)
         t1 = time.time()
-        metrics = rollout_metrics(sampled, groups, stage.max_new_tokens)
-        correct, total = distributed.all_sum(
-            [sum(sum(g.correct) for g in sampled), sum(len(g.correct) for g in sampled)], self.world.device
-        )
-        self._track_plateau(correct / max(total, 1.0))  # every process decides stage ends alike
+        # over every process's groups: the log shows the whole step, and every process decides stage ends alike
+        everywhere = [
+            s for part in distributed.all_gather_object([summarize(g) for g in sampled]) for s in part
+        ]
+        kept = int(distributed.all_sum([len(groups)], self.world.device)[0])
+        metrics = rollout_metrics(everywhere, kept, stage.max_new_tokens)
+        self._track_plateau(metrics["train/accuracy"])
         metrics.update(self.difficulty.counts())
         if not groups:  # every group had equal rewards: nothing to learn from this step
             metrics.update({"train/skipped": 0.0, "train/empty": 1.0, **timings})
@@ -220,7 +223,7 @@ class Trainer:
             with sharding.gathered(self.policy):
                 self.engine.load_weights(self.model.named_parameters())
         t3 = time.time()
-        tokens = sum(len(r.completion_ids) for g in sampled for r in g.rollouts)
+        tokens = sum(len(r.completion_ids) for g in sampled for r in g.rollouts)  # this process's
         metrics.update(update)
         metrics.update(
             {
@@ -229,8 +232,8 @@ class Trainer:
                 "time/logprob": t2 - t1,
                 "time/update": t3 - t2,
                 "time/step": t3 - t0,
-                "perf/tokens_per_s": tokens * self.world.size / max(t3 - t0, 1e-9),
-                "perf/generate_tokens_per_s": tokens / max(timings["time/generate"], 1e-9),
+                "perf/tokens_per_s": sum(sum(s[2]) for s in everywhere) / max(t3 - t0, 1e-9),  # all processes
+                "perf/generate_tokens_per_s": tokens / max(timings["time/generate"], 1e-9),  # one engine
             }
         )
         if config.sample_every and self.step % config.sample_every == 0 and self.world.main:
