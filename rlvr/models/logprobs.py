@@ -158,13 +158,8 @@ def token_logprobs(
         mask[:, 0] = False
         mask[:, 1:] &= real[:, :-1]  # both the token and the one predicting it are real
         model_mask: Tensor | None = attention_mask
-        if position_ids is None and right_padded(attention_mask):
-            # Causal attention alone never lets a real token see a pad and positions count from 0 anyway, so the
-            # model runs with neither mask nor positions (SDPA's is_causal kernels: ~15% faster on CPU here;
-            # explicit positions would repeat on the pads, which transformers reads as packed sequences).
-            model_mask = None
-        elif position_ids is None:
-            position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, T)
+        if position_ids is None:
+            model_mask, position_ids = padded_inputs(attention_mask)
     elif position_ids is not None:
         mask = continues_sequence(position_ids)  # (B, T)
         model_mask = attention_mask_for(model, position_ids)  # (B, 1, T, T) or None
@@ -212,6 +207,16 @@ class LogprobModel(torch.nn.Module):
         **kwargs: Any,
     ) -> TokenLogprobs:
         return token_logprobs(self.lm, input_ids, attention_mask, position_ids, **kwargs)
+
+
+def padded_inputs(attention_mask: Tensor) -> tuple[Tensor | None, Tensor | None]:
+    """(attention mask, position ids) to run a padded (B, T) batch with. Right padding only: neither — causal
+    attention alone never lets a real token see a pad, and positions count from 0 anyway (SDPA's is_causal
+    kernels; explicit positions would repeat on the pads, which transformers may read as packed sequences).
+    Otherwise the mask, and positions counting each row's real tokens from 0."""
+    if right_padded(attention_mask):
+        return None, None
+    return attention_mask, (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, T)
 
 
 def right_padded(attention_mask: Tensor) -> bool:

@@ -73,13 +73,11 @@ class ValueModel(nn.Module):
         """(B, T) float32: out[b, t] = V of the state *before* token t (the prefix t' < t), the value of the
         state in which token t was chosen; out[:, 0] = 0. Aligned like `token_logprobs`, so a completion mask
         over `input_ids` selects the values of the completion's actions."""
-        from rlvr.models.logprobs import right_padded
+        from rlvr.models.logprobs import padded_inputs
 
         positions = None
-        if attention_mask is not None and right_padded(attention_mask):
-            attention_mask = None  # causal attention is enough (see `token_logprobs`)
-        elif attention_mask is not None:
-            positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        if attention_mask is not None:
+            attention_mask, positions = padded_inputs(attention_mask)
         hidden = self.backbone(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=False
         ).last_hidden_state  # (B, T, H)

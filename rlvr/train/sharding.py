@@ -34,7 +34,6 @@ def shard(root: nn.Module, layers: Any) -> None:
 
     if not dist.is_initialized() or dist.get_world_size() == 1:
         return
-
     for layer in layers:
         fully_shard(layer)
     fully_shard(root)
