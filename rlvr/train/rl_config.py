@@ -55,7 +55,9 @@ class RLConfig:
     dual_clip: float | None = 3.0  # c for A < 0 (None: off)
     kl_coef: float = 0.0  # β: KL to the reference model (0: no reference model at all)
     kl_estimator: Literal["k1", "k2", "k3"] = "k3"
-    kl_in: Literal["loss", "reward"] = "loss"  # reward: β·Σ_t KL subtracted from each response's reward
+    kl_in: Literal["loss", "reward"] = (
+        "loss"  # reward: β·KL off the reward (per token with a critic, else summed)
+    )
     entropy_coef: float = 0.0  # entropy bonus (off, as DAPO and Light-R1)
     # PPO's critic (advantage: gae; OpenRLHF's defaults as SimpleRL-Zero ran them)
     critic_lr: float = 9e-6  # the critic's own AdamW, same schedule, betas and weight decay as the policy's
