@@ -68,11 +68,8 @@ class Critic:
     def prepare(self, experience: Experience, world: World) -> dict[str, float]:
         """Store every row's values, GAE advantages (whitened over all processes) and returns; their metrics.
         With `kl_in: reward` the rows must hold `old_logp` and `ref_logp` (the per-token KL penalty)."""
-        config, size = self.config, self.config.micro_batch_size
-        for start in range(0, len(experience), size):
-            index = list(range(start, min(start + size, len(experience))))
-            rows = experience.rows(index, world.device, stored=False)
-            experience.store("values", index, self.values(rows), rows["completion"])
+        config = self.config
+        experience.fill("values", self.values, config.micro_batch_size, world.device)
         lengths = torch.tensor(
             [len(s) - p for s, p in zip(experience.sequences, experience.prompt_lens, strict=True)]
         )

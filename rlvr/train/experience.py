@@ -164,6 +164,16 @@ class Experience:
             out[name] = values.to(device)
         return out
 
+    def fill(
+        self, name: str, compute: Callable[[dict[str, Tensor]], Tensor], size: int, device: torch.device
+    ) -> None:
+        """Store `compute(rows)` (b, T) at the completion tokens of every row, `size` rows at a time (the rows
+        carry no stored tables)."""
+        for start in range(0, len(self), size):
+            index = list(range(start, min(start + size, len(self))))
+            rows = self.rows(index, device, stored=False)
+            self.store(name, index, compute(rows), rows["completion"])
+
     def store(self, name: str, index: Sequence[int], values: Tensor, completion: Tensor) -> None:
         """Keep per-row completion values (b, T) at `completion` positions, e.g. old log-probs."""
         store = self.per_token.setdefault(name, [torch.empty(0)] * len(self))

@@ -25,12 +25,12 @@ def store_logp(
     model: LogprobModel, experience: Experience, name: str, config: RLConfig, device: torch.device
 ) -> None:
     """Log-probs of every row's completion under `model` (no grad), kept in `experience` as `name`."""
-    size = config.micro_batch_size
-    for start in range(0, len(experience), size):
-        index = list(range(start, min(start + size, len(experience))))
-        rows = experience.rows(index, device, stored=False)
-        out = completion_logprobs(model, rows, config, entropy="none")
-        experience.store(name, index, out.logp, rows["completion"])
+    experience.fill(
+        name,
+        lambda rows: completion_logprobs(model, rows, config, entropy="none").logp,
+        config.micro_batch_size,
+        device,
+    )
 
 
 def update(
