@@ -16,6 +16,7 @@ from rlvr import demo
 from rlvr.data import command as data_command
 from rlvr.eval import grade, sample
 from rlvr.eval import run as eval_run
+from rlvr.models import command as models_command
 from rlvr.recipes import cp, ls
 from rlvr.rewards import grade_file
 from rlvr.train import rl_command, sft_command
@@ -32,6 +33,7 @@ class Command(Protocol):
 COMMANDS: dict[str, Command] = {
     "verify": grade_file,
     "data": data_command,
+    "models": models_command,
     "sft": sft_command,
     "train": rl_command,
     "eval": eval_run,

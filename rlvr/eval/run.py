@@ -51,7 +51,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from rlvr.rewards.grade_file import add_pool_arguments
 
     parser.epilog = EPILOG
-    parser.add_argument("model", nargs="?", metavar="MODEL", help="a local Hugging Face checkpoint directory")
+    parser.add_argument(
+        "model",
+        nargs="?",
+        metavar="MODEL",
+        help="a checkpoint directory, .gguf file, registered name or hub id",
+    )
     parser.add_argument(
         "--benchmarks",
         default="aime24,math500",
@@ -102,8 +107,9 @@ def run(args: argparse.Namespace) -> int:
     if args.compare is not None:
         return _compare(args)
     if args.model is None:
-        raise ValueError("give a MODEL directory (or --compare RUN_A RUN_B)")
+        raise ValueError("give a MODEL (or --compare RUN_A RUN_B)")
     from rlvr.models.checkpoint import load_tokenizer
+    from rlvr.models.registry import resolve
     from rlvr.rewards.pool import VerifierPool
 
     settings = EvalSettings(
@@ -120,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     with VerifierPool(args.workers, timeout_s=args.timeout) as pool:
         summaries = run_benchmarks(
             benchmarks, settings, out, tokenizer, engine,
-            identity={"model": str(Path(args.model).resolve()), "engine": args.engine}, label=label,
+            identity={"model": str(resolve(args.model).resolve()), "engine": args.engine}, label=label,
             grader=pool, bootstrap=args.bootstrap, progress=not (args.no_progress or args.json),
         )  # fmt: skip
     if args.json:

@@ -52,7 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from rlvr.rewards.grade_file import add_pool_arguments
 
     parser.epilog = EPILOG
-    parser.add_argument("model", metavar="MODEL", help="a local Hugging Face checkpoint directory")
+    parser.add_argument(
+        "model", metavar="MODEL", help="a checkpoint directory, .gguf file, registered name or hub id"
+    )
     parser.add_argument("data", metavar="DATA", help="a registered set or a problem file")
     parser.add_argument("--n", type=int, default=8, help="samples per problem (default 8)")
     parser.add_argument("--temperature", type=float, default=1.0)
@@ -85,6 +87,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from rlvr.models.checkpoint import load_tokenizer
+    from rlvr.models.registry import resolve
     from rlvr.rewards.pool import VerifierPool
 
     settings = EvalSettings(
@@ -95,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     source = source_name(args.data)
     out = args.out if args.out is not None else Path("runs/sample") / source
     problems = load_benchmark(args.data, args.datasets)
-    identity = {"model": str(Path(args.model).resolve()), "engine": args.engine, "data": args.data}
+    identity = {"model": str(resolve(args.model).resolve()), "engine": args.engine, "data": args.data}
     tokenizer = load_tokenizer(args.model)
     engine = LazyEngine(lambda: make_engine(args, tokenizer))  # loaded only if something is left to sample
     with VerifierPool(args.workers, timeout_s=args.timeout) as pool:

@@ -1,8 +1,10 @@
-"""Load and save Hugging Face checkpoints (config + safetensors + tokenizer) from local paths.
+"""Load and save Hugging Face checkpoints (config + safetensors + tokenizer).
 
-No hub: a path that is not a local checkpoint directory is an error that says what is missing. Saving writes the
-standard layout (`config.json`, `model.safetensors`, tokenizer files), so transformers and vLLM load the result, and
-writes it atomically: into a temporary directory beside the target, renamed over it when complete.
+What to load is any model spec `rlvr.models.registry.resolve` knows (a checkpoint directory, a .gguf file, a
+registered name, a hub id); it becomes a local directory first, and a directory without a config or weights is an
+error that says what is missing. Saving writes the standard layout (`config.json`, `model.safetensors`, tokenizer
+files), so transformers and vLLM load the result, and writes it atomically: into a temporary directory beside the
+target, renamed over it when complete. transformers' own progress bars stay off while rlvr loads or saves.
 """
 
 from __future__ import annotations
@@ -10,16 +12,20 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 SUPPORTED = ("qwen2", "llama")  # model_type values the trainer and the fast rollout engine know
+# What transformers records in a tokenizer about how it was loaded (this machine's), and writes back on save.
+LOAD_OPTIONS = ("local_files_only", "is_local")
 
 
 def _check_dir(path: Path) -> None:
     if not path.is_dir():
-        raise FileNotFoundError(f"{path}: no such checkpoint directory (models load from local paths only)")
+        raise FileNotFoundError(f"{path}: no such checkpoint directory")
     if not (path / "config.json").exists():
         raise FileNotFoundError(f"{path}: missing config.json — not a Hugging Face checkpoint directory")
     weights = list(path.glob("*.safetensors")) + list(path.glob("pytorch_model*.bin"))
@@ -42,11 +48,14 @@ def _check_dir(path: Path) -> None:
 def load_model(
     path: str | Path, *, dtype: str = "auto", device: str = "cpu", gradient_checkpointing: bool = False
 ) -> Any:
-    """A causal LM from a local checkpoint. dtype "auto" keeps the checkpoint's; bfloat16 only where supported."""
+    """A causal LM from any model spec (see `resolve`). dtype "auto" keeps the checkpoint's; bfloat16 only where
+    supported."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    path = Path(path)
+    from rlvr.models.registry import resolve
+
+    path = resolve(path)
     _check_dir(path)
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
@@ -55,9 +64,10 @@ def load_model(
         raise ValueError(
             f"{path}: model_type {config.model_type!r} is not supported; rlvr supports {', '.join(SUPPORTED)}"
         )
-    model = AutoModelForCausalLM.from_pretrained(
-        path, dtype="auto" if dtype == "auto" else getattr(torch, dtype), local_files_only=True
-    )
+    with quiet_loading():
+        model = AutoModelForCausalLM.from_pretrained(
+            path, dtype="auto" if dtype == "auto" else getattr(torch, dtype), local_files_only=True
+        )
     model = model.to(device)  # type: ignore[arg-type]
     if gradient_checkpointing:
         enable_gradient_checkpointing(model)
@@ -75,11 +85,12 @@ def enable_gradient_checkpointing(model: Any) -> None:
 
 
 def load_tokenizer(path: str | Path, *, require_chat_template: bool = False) -> Any:
+    """The tokenizer of any model spec (see `resolve`)."""
     from transformers import AutoTokenizer
 
-    path = Path(path)
-    if not path.is_dir():
-        raise FileNotFoundError(f"{path}: no such tokenizer directory")
+    from rlvr.models.registry import resolve
+
+    path = resolve(path)
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     if _generic_tokenizer(path) and type(tokenizer).__name__ != "TokenizersBackend":
         # transformers 5 picks the tokenizer class from config.json's model_type (Qwen2Tokenizer for "qwen2"),
@@ -93,7 +104,32 @@ def load_tokenizer(path: str | Path, *, require_chat_template: bool = False) -> 
         )
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token  # Llama ships without one; padding is masked anyway
+    forget_load_options(tokenizer)
     return tokenizer
+
+
+def forget_load_options(tokenizer: Any) -> None:
+    """Drop what transformers noted about how `tokenizer` was loaded (`local_files_only`, `is_local`): it writes
+    them into every later save's tokenizer_config.json, where they describe this machine, not the checkpoint."""
+    init_kwargs = getattr(tokenizer, "init_kwargs", None)
+    if isinstance(init_kwargs, dict):
+        for key in LOAD_OPTIONS:
+            init_kwargs.pop(key, None)
+
+
+@contextmanager
+def quiet_loading() -> Iterator[None]:
+    """transformers' progress bars ("Loading weights", "Writing model shards") off while rlvr loads or saves:
+    rlvr prints its own progress, and a bar per load cuts through it. The previous setting comes back after."""
+    from transformers.utils import logging
+
+    was_enabled = logging.is_progress_bar_enabled()
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            logging.enable_progress_bar()
 
 
 def _generic_tokenizer(path: Path) -> bool:
@@ -110,21 +146,32 @@ def _generic_tokenizer(path: Path) -> bool:
 
 
 def save_checkpoint(
-    model: Any, tokenizer: Any, path: str | Path, *, state_dict: dict[str, Any] | None = None
+    model: Any,
+    tokenizer: Any,
+    path: str | Path,
+    *,
+    state_dict: dict[str, Any] | None = None,
+    files: Mapping[str, str] | None = None,
+    replace: bool = True,
 ) -> Path:
     """Write model (safetensors) and tokenizer to `path`, atomically; an existing checkpoint is replaced whole.
-    `state_dict`: the weights to write instead of the model's own (a sharded model's gathered ones)."""
+    `state_dict`: the weights to write instead of the model's own (a sharded model's gathered ones).
+    `files`: small text files to write beside them (name -> content), e.g. a provenance record.
+    `replace=False`: when `path` exists by the time the new checkpoint is complete (another process wrote it), keep
+    that one and drop the new one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
-    from transformers.utils import logging
-
-    logging.disable_progress_bar()  # "Writing model shards" for a one-shard save is noise in a training log
     try:
-        model.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(tmp)
-        if path.exists():
+        with quiet_loading():  # "Writing model shards" for a one-shard save is noise in a training log
+            model.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
+            if tokenizer is not None:
+                tokenizer.save_pretrained(tmp)
+        for name, content in (files or {}).items():
+            (tmp / name).write_text(content, encoding="utf-8")
+        if not replace:
+            _rename_unless_there(tmp, path)
+        elif path.exists():
             old = path.with_name(f".{path.name}.old")
             shutil.rmtree(old, ignore_errors=True)
             os.replace(path, old)
@@ -136,3 +183,13 @@ def save_checkpoint(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
+
+
+def _rename_unless_there(tmp: Path, path: Path) -> None:
+    """Rename `tmp` to `path`; when `path` is already there (or appears first), drop `tmp` instead."""
+    try:
+        os.rename(tmp, path)  # onto an existing non-empty directory this fails, whichever process came first
+    except OSError:
+        if not path.is_dir():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)

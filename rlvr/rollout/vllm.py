@@ -142,9 +142,10 @@ class VLLMEngine:
         engine_args: Mapping[str, Any] | None = None,
     ) -> None:
         from rlvr.models.checkpoint import load_tokenizer
+        from rlvr.models.registry import resolve
 
         vllm = _import_vllm()
-        path = Path(model)
+        path = resolve(model)  # a registered name, .gguf or hub id becomes the directory vLLM reads
         self.tokenizer = load_tokenizer(path)  # the same files vLLM reads; we encode and decode with it
         self.enable_sleep_mode = enable_sleep_mode
         args: dict[str, Any] = {

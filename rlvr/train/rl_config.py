@@ -27,7 +27,7 @@ class Stage:
 
 @dataclass
 class RLConfig:
-    model: str = "runs/sft-tiny-arith/final"  # the starting checkpoint (local), or "tiny"
+    model: str = "runs/sft-tiny-arith/final"  # a checkpoint dir, .gguf, registered name, hub id, or "tiny"
     tiny: TinyModel = field(default_factory=TinyModel)
     data: str = "arith"  # training problems: registered dataset or problem file
     eval_data: str | None = "arith_test"

@@ -48,7 +48,7 @@ class TinyModel:
 
 @dataclass
 class SFTConfig:
-    model: str = "tiny"  # a local Hugging Face checkpoint directory, or "tiny" (built from `tiny`)
+    model: str = "tiny"  # a checkpoint dir, .gguf, registered name, hub id, or "tiny" (built from `tiny`)
     tiny: TinyModel = field(default_factory=TinyModel)
     data: str = (
         "arith"  # registered dataset or file: problems with `solution`, {problem, response}, {messages}
