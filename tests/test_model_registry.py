@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import re
 import shutil
 import subprocess
 import zipfile
@@ -200,13 +201,25 @@ def test_unknown_name_lists_the_registered_ones_and_writes_nothing(models_dir: P
     assert "smollm2-135m-instruct" in text and "gemma3-270m" in text and "hub id" in text
     with pytest.raises(FileNotFoundError, match=r"run `rlvr models fetch smollm2-135m-instruct`"):
         resolve("smollm2-135m-instruct")  # registered, not fetched
+    for path in ("runs/sft/final", "./final", "missing.gguf"):  # a path, not a name: no list of names
+        with pytest.raises(
+            FileNotFoundError, match=rf"^{re.escape(path)}: no such checkpoint directory or \.gguf"
+        ):
+            resolve(path)
     assert _written(models_dir) == []
 
 
 def test_hub_id_without_a_hub_is_one_line(models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import socket
+
+    from huggingface_hub import constants  # noqa: F401  (before the variable is set: it reads it once)
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # rlvr reads it when it resolves, and asks the hub cache only
+    lookups: list[object] = []
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *args, **kwargs: lookups.append(args) or [])
     with pytest.raises(FileNotFoundError) as error:
         load_model("rlvr-tests/no-such-model")
+    assert lookups == []  # no network tried
     text = _one_line(error)
     assert text.startswith("rlvr-tests/no-such-model: no such local path")
     assert "HF_HUB_OFFLINE" in text

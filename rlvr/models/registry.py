@@ -158,7 +158,14 @@ def resolve(spec: str | Path) -> Path:
                 f"(writes {checkpoint_path(entry)}; source {entry.source})"
             )
         return found
-    if HUB_ID.fullmatch(name) and not name.lower().endswith(".gguf"):
+    if (
+        path.is_absolute()
+        or name.startswith((".", "~"))
+        or name.count("/") > 1
+        or name.lower().endswith(".gguf")
+    ):
+        raise FileNotFoundError(f"{spec}: no such checkpoint directory or .gguf file")
+    if HUB_ID.fullmatch(name):
         from rlvr.models.hub import snapshot
 
         return snapshot(name, known=sorted(REGISTRY))
