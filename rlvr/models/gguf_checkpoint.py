@@ -3,15 +3,16 @@
 rlvr trains and samples float weights, so a GGUF (llama.cpp's quantized format) is dequantized to float32 by
 transformers (`from_pretrained(..., gguf_file=...)`, which needs the `gguf` package) and saved as a plain checkpoint:
 `config.json` without a `quantization_config`, `model.safetensors`, the tokenizer and chat template the GGUF carries.
-Dequantizing costs seconds to minutes (SmolLM2-135M about 25 s on two CPU cores, Gemma 3 270M about a minute), so
-`model=/path/file.gguf` pays it once: the checkpoint is cached under `$RLVR_MODELS_DIR/gguf/<sha256[:16]>`.
+Dequantizing costs seconds to minutes (on two busy CPU cores, SmolLM2-135M 25-50 s, Gemma 3 270M 1-2.5 min), so
+`model=/path/file.gguf` pays it once: the checkpoint is cached under `$RLVR_MODELS_DIR/gguf/<sha256[:16]>`. The
+processes of a launch that all meet an uncached GGUF each convert it; the first to finish is kept.
 
 The cache is keyed by the sha256 of the file's bytes, not by its name, size and mtime: a GGUF rewritten in place
 (requantized under the same name) must never load stale weights, and the same file under two names converts once.
 Hashing costs about 0.2 s per 100 MB; it is remembered per process for an unchanged file (path, size, mtime).
 
-A file that is not a GGUF, or a truncated one, is one line naming the file and what is wrong, checked before
-anything is written. What this module does not know: registered names and where their files come from.
+A file that is not a GGUF, a truncated one, or one transformers cannot read is one line naming the file and what is
+wrong, and nothing is written. What this module does not know: registered names and where their files come from.
 """
 
 from __future__ import annotations

@@ -44,7 +44,10 @@ class ValueModel(nn.Module):
         path = Path(path)
         if not (path / HEAD_FILE).is_file():
             raise FileNotFoundError(f"{path}: no {HEAD_FILE}; not a critic saved by rlvr")
-        backbone = AutoModel.from_pretrained(path, local_files_only=True).to(device)
+        from rlvr.models.checkpoint import quiet_loading
+
+        with quiet_loading():
+            backbone = AutoModel.from_pretrained(path, local_files_only=True).to(device)
         critic = cls(backbone)
         critic.value_head.load_state_dict(load_file(path / HEAD_FILE, device=str(device)))
         return critic
