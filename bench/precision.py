@@ -1,7 +1,7 @@
 """Training compute precision on CPU: one forward + backward through rlvr's `token_logprobs`, fp32 vs bf16 autocast.
 
-    python bench/precision.py                            # SmolLM2-135M (if present) and the tiny model, 2 threads
-    python bench/precision.py --threads 1 --batch 8 --seq 256 --repeats 3
+    python bench/precision.py                            # SmolLM2-135M (if present) and the tiny model, ~2 minutes
+    python bench/precision.py --threads 2 --batch 8 --seq 256 --repeats 3
     python bench/precision.py --model none               # the tiny model only
 
 What a training micro-batch does (SFT or the RL update): `--batch` rows of `--seq` tokens of real text (GSM8K test
@@ -16,7 +16,8 @@ two whole gradients, and the same log-prob difference when the LM head alone run
 (the logits are otherwise rounded to bf16 before `token_logprobs` upcasts them).
 
 A matmul of the model's shape (2048 x H x 4H) in each dtype gives the kernels' own ratio. On a machine shared with
-other jobs every figure is noisy: compare the two sides of one run, not runs.
+other jobs every figure is noisy: compare the two sides of one run, not runs. One thread by default: on the shared
+2-core development machine two threads made every figure ~3x slower and the paired ratios erratic (0.67-1.58).
 The last line of stdout is one JSON object with every figure (--json: stdout is only that object).
 """
 
@@ -126,8 +127,9 @@ def measure(name: str, model: Any, ids: torch.Tensor, repeats: int) -> dict[str,
     }
 
 
-def matmul_ratio(hidden: int, repeats: int = 5) -> float:
-    """fp32 seconds / bf16 seconds of a (2048, H) @ (H, 4H) matmul."""
+def matmul_ratio(hidden: int) -> float:
+    """fp32 seconds / bf16 seconds of a (2048, H) @ (H, 4H) matmul (repeated to ~20 GFLOP each)."""
+    repeats = max(5, int(2e10 / (2 * 2048 * hidden * 4 * hidden)))
     times = []
     for dtype in (torch.float32, torch.bfloat16):
         a, b = torch.randn(2048, hidden, dtype=dtype), torch.randn(hidden, 4 * hidden, dtype=dtype)
@@ -147,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=2, help="sequences per micro-batch")
     parser.add_argument("--seq", type=int, default=256, help="tokens per sequence")
     parser.add_argument("--repeats", type=int, default=2, help="timed pairs (the tiny model: 10x as many)")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--json", action="store_true", help="print only the JSON summary")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

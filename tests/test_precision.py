@@ -4,8 +4,8 @@ log-probs under bf16 give a PPO ratio of exactly 1 before the first optimizer st
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
+from typing import Any
 
 import pytest
 import torch
@@ -43,23 +43,24 @@ def one_step(dtype: str, param_dtype: str, lr: float) -> tuple[torch.Tensor, tor
 
 def test_a_small_lr_step_under_bf16_compute_moves_the_fp32_masters_as_fp32_does():
     lr = 5e-6
-    before, fp32 = one_step("float32", "float32", lr)
-    _, bf16_compute = one_step("bfloat16", "float32", lr)
+    before32, fp32 = one_step("float32", "float32", lr)
+    before16, bf16_compute = one_step("bfloat16", "float32", lr)
     with pytest.warns(UserWarning, match=r"param_dtype=bfloat16: .* rounded away"):
-        bf16_before, bf16_params = one_step("bfloat16", "bfloat16", lr)
+        before_bf16, bf16_params = one_step("bfloat16", "bfloat16", lr)
     changed = {
-        "fp32": float((fp32 != before).float().mean()),
-        "bf16 compute": float((bf16_compute != before).float().mean()),
-        "bf16 params": float((bf16_params != bf16_before).float().mean()),
+        "fp32": float((fp32 != before32).float().mean()),  # 0.988 (tokens absent from the batch do not move)
+        "bf16 compute": float((bf16_compute != before16).float().mean()),  # 0.988
+        "bf16 params": float((bf16_params != before_bf16).float().mean()),  # 0.079 (1e-6: 0.023)
     }
-    # every weight with a gradient moves in fp32; the embeddings of tokens absent from the batch do not
     assert changed["fp32"] > 0.98
     assert changed["bf16 compute"] >= changed["fp32"] - 1e-3
-    assert changed["bf16 params"] < 0.1  # bf16 rounds most lr-sized updates away
-    delta32, delta16 = fp32 - before, bf16_compute - before
-    # AdamW's first step is ~lr * sign(g): bf16 noise flips the sign only of gradients near 0
-    assert float(torch.nn.functional.cosine_similarity(delta32, delta16, dim=0)) > 0.95
-    assert float((delta16 - delta32).norm() / delta32.norm()) < 0.3
+    assert changed["bf16 params"] < 0.2  # bf16 rounds most lr-sized updates away
+    delta32, delta16 = fp32 - before32, bf16_compute - before16
+    # AdamW's first step is ~lr * sign(g): bf16 noise flips the sign only of gradients near 0 (measured: cosine
+    # 0.996, relative difference 0.085)
+    assert float(torch.nn.functional.cosine_similarity(delta32, delta16, dim=0)) > 0.98
+    assert float((delta16 - delta32).norm() / delta32.norm()) < 0.2
+    assert torch.equal(before16, before32)  # from the same fp32 start
 
 
 def test_autocast_computes_in_bf16_on_cpu_and_keeps_logprobs_and_gradients_fp32():
@@ -126,8 +127,10 @@ def test_stored_old_logprobs_give_ratio_one_under_bf16_until_the_first_step(monk
     model, _ = build_model(config, None, CPU, precision.param_dtype(config))
     policy = LogprobModel(model)
     g = torch.Generator().manual_seed(0)
-    lengths = [9, 30, 14, 25, 40, 11, 33, 20, 17, 28]
-    advantages = torch.tensor([0.0, 1.0, -1.0, 0.0, 0.5, 0.0, -0.5, 1.0, 0.0, 2.0])
+    # idle rows (advantage 0) are long: chunks of consecutive rows would pad the short rows next to them to
+    # their length, the update's micro-batches do not
+    lengths = [12, 90, 15, 22, 70, 18, 30, 64, 26, 9]
+    advantages = torch.tensor([1.0, 0.0, -1.0, 0.5, 0.0, 1.0, -1.0, 0.0, 2.0, -0.5])
     experience = Experience(
         sequences=[torch.randint(3, 100, (n,), generator=g).tolist() for n in lengths],
         prompt_lens=[4] * len(lengths),
@@ -136,18 +139,24 @@ def test_stored_old_logprobs_give_ratio_one_under_bf16_until_the_first_step(monk
         trained=[True] * len(lengths),
     )
     minis = layout(experience, config, sharded=False)
-    assert [len(m.rows) for m in minis] == [5, 5] and sum(len(mb) for m in minis for mb in m.micro) == 6
+    assert [m.micro for m in minis] == [[[0, 2], [3]], [[5, 6], [8, 9]]]
     update.store_logp(policy, experience, "old_logp", config, CPU)
     gaps: list[float] = []
     real = update.policy_loss
 
-    def spy(logp, old_logp, advantages, mask, **kwargs):  # type: ignore[no-untyped-def]
+    def spy(
+        logp: torch.Tensor,
+        old_logp: torch.Tensor,
+        advantages: torch.Tensor,
+        mask: torch.Tensor,
+        **kwargs: Any,
+    ) -> Any:
         gaps.append(float(((logp.detach() - old_logp) * mask).abs().max()))
         return real(logp, old_logp, advantages, mask, **kwargs)
 
     monkeypatch.setattr(update, "policy_loss", spy)
     optimizer = adamw(model, lr=0.0, weight_decay=0.0, betas=(0.9, 0.999))
     world = World(0, 1, 0, CPU)
-    metrics = update.update(policy, optimizer, experience, dataclasses.replace(config), world, 64, 0)
+    metrics = update.update(policy, optimizer, experience, config, world, 64, 0)
     assert len(gaps) == 4 and gaps == [0.0] * 4
     assert metrics["train/ppo_kl"] == 0.0 and metrics["train/clip_low"] == metrics["train/clip_high"] == 0.0

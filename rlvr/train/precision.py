@@ -1,29 +1,33 @@
-"""Training precision: the dtype parameters and AdamW state are kept in, and the dtype forwards and backwards compute in.
+"""Training precision: the dtype parameters and AdamW state are kept in, and the dtype matmuls compute in.
 
-Two keys, in every training stage's config:
-  `dtype` (compute): "float32", "bfloat16" (every forward and backward of a training stage runs under
-    `torch.autocast(device, bfloat16)`, on CUDA and CPU alike), or "auto": bf16 on a GPU that has it, fp32 elsewhere.
-  `param_dtype` (storage): "float32" (default: fp32 master weights, fp32 gradients and AdamW moments, whatever the
-    compute dtype), or "bfloat16": parameters, gradients and AdamW state in bf16, half the memory, at a price
-    (`param_dtype` warns of it): bf16 keeps 8 significant bits, so an update smaller than ~2^-9 of a weight is
-    rounded away. At the RL recipes' lr 1e-6 an AdamW step moves a weight by ~1e-6, far below that for any weight
-    over ~5e-4: one step at lr 5e-6 on a tiny model changes 0.98% of bf16 weights and 99.97% of fp32 ones.
+Two keys in every training stage's config (SFT, RL):
+  `dtype` (compute): "bfloat16" runs every training forward (and so its backward) under
+    `torch.autocast(device, bfloat16)`, on CUDA and CPU alike; "float32" runs none; "auto" is bf16 on a GPU that
+    has it, fp32 elsewhere (see below).
+  `param_dtype` (storage): "float32" (default): fp32 master weights, fp32 gradients and AdamW moments, whatever the
+    compute dtype. "bfloat16": parameters, gradients and AdamW state in bf16, half the memory, at a price it warns
+    of: bf16 keeps 8 significant bits, so an update smaller than half a bf16 step (2^-9 to 2^-8 of the weight) is
+    rounded away. At lr 1e-6 an AdamW step moves a weight by ~1e-6: lost for any weight over ~5e-4. One step at
+    lr 5e-6 on the tiny model changes 98.8% of the weights with fp32 parameters, under fp32 or bf16 compute alike
+    (the rest have no gradient), and 7.9% of them in bf16 (lr 1e-6: 2.3%) (tests/test_precision.py).
 
 Under autocast, matmuls (linear, matmul, SDPA) run in bf16 while parameters stay fp32 (autocast casts them per
-forward), and what rlvr computes after the LM head stays fp32: `rlvr.models.logprobs` upcasts each chunk of logits
-before its log-softmax, RMSNorm and rotary embeddings upcast inside transformers, and gradients arrive in the
-parameters' dtype. The logits themselves are a bf16 matmul's output: on SmolLM2-135M, per-token log-probs under
-bf16 compute differ from fp32 ones by 0.026 on average (0.46 at most; an fp32 LM head alone brings the mean to
-0.017: the backbone's rounding dominates), and the gradient's cosine similarity to the fp32 one is 0.9996
-(`bench/precision.py`). The stored old log-probs, the reference model's and the critic's values are computed under
-the same autocast as the trained forward, so the PPO ratio compares like with like.
+forward), and the rest stays fp32: `rlvr.models.logprobs` upcasts each chunk of logits before its log-softmax,
+transformers upcasts inside RMSNorm and the rotary embeddings, gradients arrive in the parameters' dtype. The
+logits themselves are a bf16 matmul's output. On SmolLM2-135M, per-token log-probs under bf16 compute differ from
+fp32 ones by 0.026 on average (0.46 at most; an fp32 LM head alone brings the mean to 0.017: the backbone's
+rounding dominates), and the gradient's cosine similarity to the fp32 one is 0.9996 (`bench/precision.py`). The
+stored old log-probs, the reference model's log-probs and the critic's values are computed under the same
+autocast and over the same micro-batches as the update's forwards (`rlvr.train.batches`): the PPO ratio is exactly
+1 until the first optimizer step, and the reference (kept in the policy's parameter dtype) starts at KL 0.
 
-Why "auto" is fp32 on CPU. Measured on the 2-core development CPU (avx512_bf16; `python bench/precision.py
---threads 1`, one forward + backward of 2 x 256 tokens, shared machine: ±30% noise): SmolLM2-135M takes 14.3 s in
-fp32 and 9.6 s under bf16 autocast (1.5x; a bare matmul of its shape 2.1x), but the tiny hidden-64 model of the
-tests, the demo and the CPU recipes is 1.4x slower in bf16 (the casts cost more than its matmuls save). And a
-default that depended on whether the CPU has bf16 instructions would give one recipe different numbers on different
-machines. On CPU, bf16 is one key away: `dtype=bfloat16`.
+Why "auto" is fp32 on CPU. Measured on the 2-core development CPU (avx512_bf16), one forward + backward of 2 x 256
+tokens, `python bench/precision.py` (one thread; the cores are shared with other jobs: ±30% noise): SmolLM2-135M
+takes 14-16 s in fp32 and 9.6-10.5 s under bf16 autocast, 1.5x faster (paired runs 1.24-1.80x; a bare matmul of
+its shape: 2.1x; two threads on the busy cores: 1.13x, 0.67-1.58x). The tiny hidden-64 model of the tests, the demo
+and the CPU recipes is 1.2-1.4x slower in bf16: the casts cost more than its matmuls save. And a default that
+depended on whether the CPU has bf16 instructions would give one recipe different numbers on different machines.
+On CPU, bf16 is one key away: `dtype=bfloat16`.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ ComputeDtype = Literal["auto", "float32", "bfloat16"]
 ParamDtype = Literal["float32", "bfloat16"]
 
 LR_WARNING = (
-    "param_dtype=bfloat16: parameters and AdamW state are kept in bf16 (8 significant bits), so any update smaller "
+    "param_dtype=bfloat16: parameters and AdamW state are kept in bf16 (8 significant bits), so an update smaller "
     "than ~2^-9 of a weight is rounded away; at lr ~1e-6 most weights do not change at all. Use param_dtype=float32 "
     "(fp32 master weights; dtype=bfloat16 still computes in bf16) unless memory forces this."
 )

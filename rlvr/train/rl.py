@@ -395,13 +395,7 @@ class Trainer:
     def _reference(self) -> LogprobModel:
         """The frozen reference: the policy's starting weights in the policy's parameter dtype, so that under the
         same autocast its log-probs equal the policy's until the first update (KL exactly 0)."""
-        from rlvr.models.checkpoint import load_model
-
-        if self.reference_path == "tiny":
-            model, _ = build_model(self.config, None, self.world.device, self.param_dtype)
-        else:
-            dtype = str(self.param_dtype).removeprefix("torch.")
-            model = load_model(self.reference_path, dtype=dtype, device=str(self.world.device))
+        model, _ = build_model(self.config, self.reference_path, self.world.device, self.param_dtype)
         model.eval().requires_grad_(False)
         reference = LogprobModel(model)
         if self.config.sharding == "fsdp":

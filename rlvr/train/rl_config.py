@@ -91,12 +91,8 @@ class RLConfig:
     reward_workers: int = 0  # processes for rewards (0: in the trainer process)
     seed: int = 0
     device: str = "auto"
-    dtype: precision.ComputeDtype = (
-        "auto"  # matmuls in bf16 (autocast) or fp32; auto: bf16 on a GPU that has it
-    )
-    param_dtype: precision.ParamDtype = (
-        "float32"  # weights and AdamW state; bfloat16 loses small updates (warns)
-    )
+    dtype: precision.ComputeDtype = "auto"  # compute: bf16 autocast or fp32; auto: bf16 on a GPU with it
+    param_dtype: precision.ParamDtype = "float32"  # weights, AdamW state; bfloat16 drops small updates
     gradient_checkpointing: bool = False
     sharding: Literal["none", "fsdp"] = "none"  # fsdp: FSDP2 over the processes (policy, critic, reference)
     tensorboard: bool = False

@@ -56,12 +56,8 @@ class SFTConfig:
     weight_decay: float = 0.0  # on matrices only
     betas: tuple[float, float] = (0.9, 0.95)
     max_grad_norm: float = 1.0  # clip the global gradient norm (0: off)
-    dtype: precision.ComputeDtype = (
-        "auto"  # matmuls in bf16 (autocast) or fp32; auto: bf16 on a GPU that has it
-    )
-    param_dtype: precision.ParamDtype = (
-        "float32"  # weights and AdamW state; bfloat16 loses small updates (warns)
-    )
+    dtype: precision.ComputeDtype = "auto"  # compute: bf16 autocast or fp32; auto: bf16 on a GPU with it
+    param_dtype: precision.ParamDtype = "float32"  # weights, AdamW state; bfloat16 drops small updates
     gradient_checkpointing: bool = False  # recompute activations in backward (memory for time)
     sharding: Literal["none", "fsdp"] = "none"  # fsdp: FSDP2 over the processes (rlvr.train.sharding)
     eval_every: int = 0  # steps between held-out losses (0: at the end only)
