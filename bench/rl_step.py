@@ -58,12 +58,12 @@ from typing import Any
 
 import torch
 
+from rlvr.models.build import TinyModel
 from rlvr.rewards.functions import accuracy
 from rlvr.rollout.types import Rollout, RolloutEngine, SamplingParams
 from rlvr.train import distributed
 from rlvr.train.examples import epoch_order
 from rlvr.train.rl import RLConfig, Stage, Trainer
-from rlvr.train.sft import TinyModel
 
 TARGET = 3.0  # issue 6: rlvr at least 3x faster per step
 

@@ -36,8 +36,10 @@ class ValueModel(nn.Module):
         return cls(model.get_decoder(), seed=seed)
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, *, device: str | torch.device = "cpu") -> ValueModel:
-        """A critic saved by `save_pretrained`."""
+    def from_pretrained(
+        cls, path: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+    ) -> ValueModel:
+        """A critic saved by `save_pretrained`, its parameters in `dtype`."""
         from safetensors.torch import load_file
         from transformers import AutoModel
 
@@ -47,7 +49,7 @@ class ValueModel(nn.Module):
         from rlvr.models.checkpoint import quiet_loading
 
         with quiet_loading():
-            backbone = AutoModel.from_pretrained(path, local_files_only=True).to(device)
+            backbone = AutoModel.from_pretrained(path, dtype=dtype, local_files_only=True).to(device)
         critic = cls(backbone)
         critic.value_head.load_state_dict(load_file(path / HEAD_FILE, device=str(device)))
         return critic

@@ -22,12 +22,12 @@ import torch
 
 from rlvr.algos import KL_ESTIMATORS, aggregate, gae, kl_in_reward, last_token_rewards, value_loss, whiten
 from rlvr.models.value import ValueModel
-from rlvr.train import distributed, sharding
+from rlvr.train import distributed, precision, sharding
+from rlvr.train.batches import forward_order, layout
 from rlvr.train.distributed import World
 from rlvr.train.experience import Experience
 from rlvr.train.optim import adamw
 from rlvr.train.rl_config import RLConfig
-from rlvr.train.sft import autocast
 
 CRITIC_DIR = "critic"  # inside a checkpoint
 
@@ -35,14 +35,15 @@ CRITIC_DIR = "critic"  # inside a checkpoint
 class Critic:
     def __init__(self, config: RLConfig, policy: Any, resume_from: Path | None, device: torch.device) -> None:
         """The critic of a fresh run (a copy of `policy`'s backbone, new head, on its device) or of the checkpoint
-        being resumed (loaded onto `device`); sharded with `sharding: fsdp` (pass the policy before it is
-        sharded)."""
+        being resumed (loaded onto `device`), its parameters in the policy's dtype; sharded with `sharding: fsdp`
+        (pass the policy before it is sharded)."""
         if resume_from is not None:
             if not (resume_from / CRITIC_DIR).is_dir():
                 raise FileNotFoundError(
                     f"{resume_from}: no {CRITIC_DIR}/ (was this run trained without a critic?)"
                 )
-            self.model = ValueModel.from_pretrained(resume_from / CRITIC_DIR, device=device)
+            dtype = next(policy.parameters()).dtype
+            self.model = ValueModel.from_pretrained(resume_from / CRITIC_DIR, device=device, dtype=dtype)
             if config.gradient_checkpointing:
                 from rlvr.models.checkpoint import enable_gradient_checkpointing
 
@@ -61,7 +62,7 @@ class Critic:
 
     def values(self, rows: dict[str, torch.Tensor]) -> torch.Tensor:
         """(b, T) V of the state each token was chosen in (see `ValueModel.forward`)."""
-        with autocast(self.config.dtype, rows["input_ids"].device):
+        with precision.autocast(self.config.dtype, rows["input_ids"].device):
             return self.model(rows["input_ids"], rows["attention_mask"])
 
     @torch.no_grad()
@@ -69,7 +70,10 @@ class Critic:
         """Store every row's values, GAE advantages (whitened over all processes) and returns; their metrics.
         With `kl_in: reward` the rows must hold `old_logp` and `ref_logp` (the per-token KL penalty)."""
         config = self.config
-        experience.fill("values", self.values, config.micro_batch_size, world.device)
+        order = forward_order(
+            layout(experience, config, sharding.is_sharded(self.model)), config.micro_batch_size
+        )
+        experience.fill("values", self.values, order, world.device)
         lengths = torch.tensor(
             [len(s) - p for s, p in zip(experience.sequences, experience.prompt_lens, strict=True)]
         )

@@ -165,12 +165,15 @@ class Experience:
         return out
 
     def fill(
-        self, name: str, compute: Callable[[dict[str, Tensor]], Tensor], size: int, device: torch.device
+        self,
+        name: str,
+        compute: Callable[[dict[str, Tensor]], Tensor],
+        batches: Sequence[Sequence[int]],
+        device: torch.device,
     ) -> None:
-        """Store `compute(rows)` (b, T) at the completion tokens of every row, `size` rows at a time (the rows
-        carry no stored tables)."""
-        for start in range(0, len(self), size):
-            index = list(range(start, min(start + size, len(self))))
+        """Store `compute(rows)` (b, T) at the completion tokens of every row, one batch of row indices at a time
+        (`rlvr.train.batches.forward_order`; the rows carry no stored tables)."""
+        for index in batches:
             rows = self.rows(index, device, stored=False)
             self.store(name, index, compute(rows), rows["completion"])
 

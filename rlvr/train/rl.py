@@ -31,9 +31,10 @@ import torch
 from rlvr.algos import ADVANTAGES, KL_ESTIMATORS
 from rlvr.config import save_config
 from rlvr.data.registry import load_problems
+from rlvr.models.build import build_model
 from rlvr.models.logprobs import LogprobModel
 from rlvr.rollout import SamplingParams, local_engine
-from rlvr.train import checkpoint, distributed, sharding
+from rlvr.train import checkpoint, distributed, precision, sharding
 from rlvr.train.critic import CRITIC_DIR, Critic
 from rlvr.train.distributed import World
 from rlvr.train.examples import epoch_order
@@ -51,7 +52,6 @@ from rlvr.train.experience import (
 from rlvr.train.metrics import MetricsLog
 from rlvr.train.optim import adamw, lr_at, set_lr
 from rlvr.train.rl_config import RLConfig, Stage
-from rlvr.train.sft import build_model
 from rlvr.train.update import store_logp, update
 
 
@@ -89,7 +89,10 @@ class Trainer:
                 f"{self.run_dir} already holds checkpoints: pass --resume, or choose another out_dir"
             )
         torch.manual_seed(config.seed)
-        self.model, self.tokenizer = build_model(config, last if resume else None, world.device)
+        self.param_dtype = precision.param_dtype(config)  # the reference's and critic's too
+        self.model, self.tokenizer = build_model(
+            config, last if resume else None, world.device, self.param_dtype
+        )
         self.problems = load_problems(config.data, require_answer=False)
         self.prompts = _render_all(config.template, [p.problem for p in self.problems], self.tokenizer)
         self.eval_problems = (
@@ -390,12 +393,9 @@ class Trainer:
         return adamw(self.model, lr=c.lr, weight_decay=c.weight_decay, betas=c.betas)
 
     def _reference(self) -> LogprobModel:
-        from rlvr.models.checkpoint import load_model
-
-        if self.reference_path == "tiny":
-            model, _ = build_model(self.config, None, self.world.device)
-        else:
-            model = load_model(self.reference_path, device=str(self.world.device))
+        """The frozen reference: the policy's starting weights in the policy's parameter dtype, so that under the
+        same autocast its log-probs equal the policy's until the first update (KL exactly 0)."""
+        model, _ = build_model(self.config, self.reference_path, self.world.device, self.param_dtype)
         model.eval().requires_grad_(False)
         reference = LogprobModel(model)
         if self.config.sharding == "fsdp":

@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from rlvr.algos import AggMode
+from rlvr.models.build import TinyModel
+from rlvr.train import precision
 from rlvr.train.experience import Overlong
 from rlvr.train.optim import Schedule
-from rlvr.train.sft import TinyModel
 
 
 @dataclass
@@ -90,7 +91,8 @@ class RLConfig:
     reward_workers: int = 0  # processes for rewards (0: in the trainer process)
     seed: int = 0
     device: str = "auto"
-    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    dtype: precision.ComputeDtype = "auto"  # compute: bf16 autocast or fp32; auto: bf16 on a GPU with it
+    param_dtype: precision.ParamDtype = "float32"  # weights, AdamW state; bfloat16 drops small updates
     gradient_checkpointing: bool = False
     sharding: Literal["none", "fsdp"] = "none"  # fsdp: FSDP2 over the processes (policy, critic, reference)
     tensorboard: bool = False

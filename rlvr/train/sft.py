@@ -13,37 +13,24 @@ that resume exactly (`rlvr sft RECIPE --resume`), and `final/`, the fine-tuned m
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import torch
 
 from rlvr.config import save_config
 from rlvr.data.registry import load_problems
+from rlvr.models.build import TinyModel, build_model
 from rlvr.models.logprobs import LogprobModel
-from rlvr.train import checkpoint, distributed, sharding
+from rlvr.train import checkpoint, distributed, precision, sharding
 from rlvr.train.distributed import World
 from rlvr.train.examples import Example, collate, global_batch, load_examples
 from rlvr.train.metrics import MetricsLog
 from rlvr.train.optim import Schedule, adamw, lr_at, set_lr
-
-
-@dataclass
-class TinyModel:
-    """A random-init model of a real architecture, with rlvr's character tokenizer (model: tiny)."""
-
-    arch: str = "qwen2"  # qwen2 or llama
-    hidden_size: int = 64
-    num_layers: int = 2
-    num_heads: int = 4
-    num_kv_heads: int = 2
-    intermediate_size: int = 128
-    seed: int = 0  # initialisation
 
 
 @dataclass
@@ -69,9 +56,8 @@ class SFTConfig:
     weight_decay: float = 0.0  # on matrices only
     betas: tuple[float, float] = (0.9, 0.95)
     max_grad_norm: float = 1.0  # clip the global gradient norm (0: off)
-    dtype: Literal["auto", "float32", "bfloat16"] = (
-        "auto"  # auto: bf16 autocast where the GPU has it, else fp32
-    )
+    dtype: precision.ComputeDtype = "auto"  # compute: bf16 autocast or fp32; auto: bf16 on a GPU with it
+    param_dtype: precision.ParamDtype = "float32"  # weights, AdamW state; bfloat16 drops small updates
     gradient_checkpointing: bool = False  # recompute activations in backward (memory for time)
     sharding: Literal["none", "fsdp"] = "none"  # fsdp: FSDP2 over the processes (rlvr.train.sharding)
     eval_every: int = 0  # steps between held-out losses (0: at the end only)
@@ -88,60 +74,6 @@ class SFTConfig:
     tensorboard: bool = False  # also write TensorBoard scalars (needs the tensorboard package)
 
 
-class ModelConfig(Protocol):
-    """What `build_model` reads from a stage's config."""
-
-    @property
-    def model(self) -> str: ...
-    @property
-    def tiny(self) -> TinyModel: ...
-    @property
-    def dtype(self) -> str: ...
-    @property
-    def gradient_checkpointing(self) -> bool: ...
-
-
-def build_model(config: ModelConfig, path: str | Path | None, device: torch.device) -> tuple[Any, Any]:
-    """The model to train and its tokenizer: from `path` (a checkpoint), config.model, or a tiny model."""
-    from rlvr.models.checkpoint import enable_gradient_checkpointing, load_model, load_tokenizer
-
-    source = path or config.model
-    if source == "tiny":
-        from rlvr.models.tiny import build_tiny_pair
-
-        t = config.tiny
-        model, tokenizer = build_tiny_pair(
-            t.arch,
-            seed=t.seed,
-            hidden_size=t.hidden_size,
-            num_layers=t.num_layers,
-            num_heads=t.num_heads,
-            num_kv_heads=t.num_kv_heads,
-            intermediate_size=t.intermediate_size,
-        )
-        model.to(device)
-        if config.gradient_checkpointing:
-            enable_gradient_checkpointing(model)
-    else:
-        dtype = "float32" if config.dtype == "auto" else config.dtype  # fp32 master weights under autocast
-        model = load_model(
-            source, dtype=dtype, device=str(device), gradient_checkpointing=config.gradient_checkpointing
-        )
-        tokenizer = load_tokenizer(source)
-    model.train()
-    return model, tokenizer
-
-
-def autocast(dtype: str, device: torch.device) -> contextlib.AbstractContextManager[Any]:
-    """bf16 autocast over fp32 master weights where asked ("bfloat16") or where the GPU has it ("auto")."""
-    bf16 = dtype == "bfloat16" or (
-        dtype == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
-    )
-    if bf16 and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 def micro_batch_loss(
     model: LogprobModel,
     examples: list[Example],
@@ -152,7 +84,7 @@ def micro_batch_loss(
 ) -> tuple[torch.Tensor, int]:
     """Summed target-token NLL of `examples` / normaliser (a scalar to backprop), and their target tokens."""
     batch = collate(examples, config.pack, pad_id).to(device)
-    with autocast(config.dtype, device):
+    with precision.autocast(config.dtype, device):
         out = model(
             batch.input_ids,
             batch.attention_mask,
@@ -199,7 +131,8 @@ def _run(config: SFTConfig, world: World, *, resume: bool, progress: bool) -> di
         )
     start = time.time()
     torch.manual_seed(config.seed)
-    model, tokenizer = build_model(config, last if resume else None, world.device)
+    dtype = precision.param_dtype(config)
+    model, tokenizer = build_model(config, last if resume else None, world.device, dtype)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     examples, dropped = load_examples(config.data, tokenizer, config.template, config.max_length)
     held_out = (

@@ -12,23 +12,25 @@ import torch
 
 from rlvr.algos import KL_ESTIMATORS, PolicyLossStats, aggregate, normalizer, policy_loss
 from rlvr.models.logprobs import EntropyMode, LogprobModel, TokenLogprobs
-from rlvr.train import distributed, sharding
+from rlvr.train import distributed, precision, sharding
+from rlvr.train.batches import forward_order, layout
 from rlvr.train.critic import Critic
 from rlvr.train.distributed import World
 from rlvr.train.experience import Experience
 from rlvr.train.rl_config import RLConfig
-from rlvr.train.sft import autocast
 
 
 @torch.no_grad()
 def store_logp(
     model: LogprobModel, experience: Experience, name: str, config: RLConfig, device: torch.device
 ) -> None:
-    """Log-probs of every row's completion under `model` (no grad), kept in `experience` as `name`."""
+    """Log-probs of every row's completion under `model` (no grad), kept in `experience` as `name`: over the
+    update's own micro-batches (`batches.forward_order`) and under its autocast, so that they are bitwise the
+    log-probs the update computes until its first optimizer step."""
     experience.fill(
         name,
         lambda rows: completion_logprobs(model, rows, config, entropy="none").logp,
-        config.micro_batch_size,
+        forward_order(layout(experience, config, sharding.is_sharded(model)), config.micro_batch_size),
         device,
     )
 
@@ -48,27 +50,26 @@ def update(
     train_policy = critic is None or step >= config.critic_warmup
     scale = sharding.grad_scale(model, world.size)  # FSDP averages gradients over processes: make it the sum
     sharded = sharding.is_sharded(model)
-    per_mini = math.ceil(len(experience) / config.mini_batches)
+    minis = layout(experience, config, sharded)
     sums = dict.fromkeys(("loss", "kl", "entropy", "tokens"), 0.0)
     stats: PolicyLossStats | None = None
     grad_norms: list[float] = []
     skipped = 0
     critic_sums = dict.fromkeys(("loss", "clipped", "tokens", "grad_norm", "steps"), 0.0)
-    idle = zero_loss_rows(experience, config, critic is not None or sharded)
+    idle = len(experience) - sum(len(mb) for mini in minis for mb in mini.micro)
     for _epoch in range(config.ppo_epochs):
-        for m in range(config.mini_batches):
-            mini = list(range(m * per_mini, min((m + 1) * per_mini, len(experience))))
-            batches = [experience.rows(mb, world.device) for mb in _chunks(mini, config.micro_batch_size)]
-            # the normaliser of the whole mini-batch, over every micro-batch of every process, before any backward
+        for mini in minis:
+            batches = [experience.rows(mb, world.device) for mb in mini.micro]
+            # the normaliser of the whole mini-batch, over every micro-batch of every process, before any backward;
+            # its idle rows count there, and add nothing else
             masks = [rows["loss_mask"] for rows in batches]
+            if sum(map(len, mini.micro)) < len(mini.rows):
+                masks = [experience.rows(mini.rows, world.device, stored=False)["loss_mask"]]
             norm = distributed.all_sum(
                 [normalizer(masks, config.loss_agg, max_len) if masks else 0.0], world.device
             )[0]
             if norm <= 0:
                 continue
-            live = [i for i in mini if i not in idle]
-            if len(live) < len(mini):  # the idle rows count in the normaliser above, and add nothing else
-                batches = [experience.rows(mb, world.device) for mb in _chunks(live, config.micro_batch_size)]
             mini_loss = 0.0
             for rows in batches:
                 if critic is not None:
@@ -117,7 +118,7 @@ def update(
     )
     loss_sum, kl, entropy, tokens, clip_tokens, low, high, dual, ppo_kl, idle_rows, all_rows = (
         distributed.all_sum(
-            [sums["loss"], sums["kl"], sums["entropy"], sums["tokens"], *clip, len(idle), len(experience)],
+            [sums["loss"], sums["kl"], sums["entropy"], sums["tokens"], *clip, idle, len(experience)],
             world.device,
         )
     )
@@ -152,28 +153,12 @@ def update(
     return metrics
 
 
-def zero_loss_rows(experience: Experience, config: RLConfig, keep_all: bool) -> set[int]:
-    """Rows whose loss and gradient are exactly 0, so the update can leave them out (their tokens still count in
-    the normaliser): advantage 0 (every response of the group scored the same, GRPO / Dr. GRPO / RLOO without
-    dynamic sampling) with no KL term in the loss and no entropy bonus. None with a critic (it trains on every
-    row), under sharding (every process must run the same forwards), or with `skip_idle_rows` off. The entropy,
-    clip and ppo_kl metrics are then over the rows that ran."""
-    kl_in_loss = config.kl_coef > 0 and config.kl_in == "loss"
-    if keep_all or not config.skip_idle_rows or kl_in_loss or config.entropy_coef:
-        return set()
-    return {i for i, a in enumerate(experience.advantages.tolist()) if a == 0.0}
-
-
-def _chunks(index: list[int], size: int) -> list[list[int]]:
-    return [index[i : i + size] for i in range(0, len(index), size)]
-
-
 def completion_logprobs(
     model: LogprobModel, rows: dict[str, torch.Tensor], config: RLConfig, entropy: EntropyMode
 ) -> TokenLogprobs:
     """Log-probs of the rows' completion tokens at the rollouts' temperature (the distribution they were sampled
-    from), under bf16 autocast where the config asks for it."""
-    with autocast(config.dtype, rows["input_ids"].device):
+    from), under the config's compute precision (`rlvr.train.precision`)."""
+    with precision.autocast(config.dtype, rows["input_ids"].device):
         return model(
             rows["input_ids"],
             rows["attention_mask"],

@@ -1,0 +1,70 @@
+"""The model a training stage starts from: a local checkpoint, or a random-init tiny model (`model: tiny`), with its
+tokenizer, in the parameter dtype the stage keeps (`rlvr.train.precision` decides it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+
+@dataclass
+class TinyModel:
+    """A random-init model of a real architecture, with rlvr's character tokenizer (model: tiny)."""
+
+    arch: str = "qwen2"  # qwen2 or llama
+    hidden_size: int = 64
+    num_layers: int = 2
+    num_heads: int = 4
+    num_kv_heads: int = 2
+    intermediate_size: int = 128
+    seed: int = 0  # initialisation
+
+
+class ModelConfig(Protocol):
+    """What `build_model` reads from a stage's config."""
+
+    @property
+    def model(self) -> str: ...
+    @property
+    def tiny(self) -> TinyModel: ...
+    @property
+    def gradient_checkpointing(self) -> bool: ...
+
+
+def build_model(
+    config: ModelConfig, path: str | Path | None, device: torch.device, dtype: torch.dtype
+) -> tuple[Any, Any]:
+    """The model (train mode, parameters in `dtype` on `device`) and its tokenizer: from `path` (a checkpoint),
+    config.model, or a tiny model."""
+    from rlvr.models.checkpoint import enable_gradient_checkpointing, load_model, load_tokenizer
+
+    source = path or config.model
+    if source == "tiny":
+        from rlvr.models.tiny import build_tiny_pair
+
+        t = config.tiny
+        model, tokenizer = build_tiny_pair(
+            t.arch,
+            seed=t.seed,
+            hidden_size=t.hidden_size,
+            num_layers=t.num_layers,
+            num_heads=t.num_heads,
+            num_kv_heads=t.num_kv_heads,
+            intermediate_size=t.intermediate_size,
+        )
+        model.to(device=device, dtype=dtype)
+        if config.gradient_checkpointing:
+            enable_gradient_checkpointing(model)
+    else:
+        model = load_model(
+            source,
+            dtype=str(dtype).removeprefix("torch."),
+            device=str(device),
+            gradient_checkpointing=config.gradient_checkpointing,
+        )
+        tokenizer = load_tokenizer(source)
+    model.train()
+    return model, tokenizer
