@@ -14,6 +14,8 @@ import pytest
 from rlvr.data import registry
 from rlvr.rewards.functions import accuracy, weighted_sum
 from rlvr.rewards.math import verify
+from rlvr.rollout.types import Rollout
+from rlvr.train.experience import score_groups
 
 DATA = Path(__file__).parent / "data" / "smollm2_responses.jsonl"
 TARGET = 0.98  # agreement with the hand labels
@@ -22,7 +24,7 @@ TARGET = 0.98  # agreement with the hand labels
 def test_agreement_with_hand_labels_on_real_small_model_responses() -> None:
     rows = [json.loads(line) for line in DATA.read_text(encoding="utf-8").splitlines() if line.strip()]
     assert len(rows) >= 300 and {r["source"] for r in rows} == {"gsm8k", "addition", "word"}
-    assert sum(r["label"] for r in rows) >= 40  # enough right answers that missing them would show
+    assert sum(r["label"] for r in rows) >= 25  # right answers too: missing one would show
     wrong = []
     for r in rows:
         v = verify(r["response"], r["gold"], final_form=r["final_form"])
@@ -35,8 +37,8 @@ def test_agreement_with_hand_labels_on_real_small_model_responses() -> None:
 # -- answers stated in words -----------------------------------------------------------------------------------------
 
 STATED = [
-    ("Janet sells 16 - 3 - 4 = 9 eggs.\n#### 18", "18"),  # GSM8K's own marker
-    ("She has 9 left.\nAnswer: 18", "18"),
+    ("She sells 9 eggs.\n#### 18\nShe sells them at $2 each.", "18"),  # GSM8K's own marker
+    ("She has 9 left.\nAnswer: 18 (9 eggs at $2 each)", "18"),
     ("**Answer:** 18", "18"),
     ("So 50 + 44 = 94.", "94"),  # a short sentence is not read whole
     ("The answer is 13, which is 2 more than 11.", "13"),  # commentary after the answer is not read
@@ -130,6 +132,22 @@ def test_rewards_pass_final_form_to_the_verifier() -> None:
     assert accuracy("The answer is 9 + 73.", "82") == 1.0
     assert accuracy("The answer is 9 + 73.", "82", final_form=True) == 0.0
     assert weighted_sum({"accuracy": 1.0})("The answer is 9 + 73.", "82", final_form=True) == 0.0
+
+
+def test_training_rewards_use_final_form() -> None:
+    rollouts = [
+        Rollout(0, k, [1], [2], text, finish_reason="stop") for k, text in enumerate(["457+68", "525"])
+    ]
+
+    def score(final_form: bool) -> tuple[list[float], list[bool]]:
+        (group,) = score_groups(
+            rollouts, [0], ["525"], reward="accuracy", overlong="none", max_new_tokens=8, overlong_buffer=0,
+            final_form=final_form,
+        )  # fmt: skip
+        return group.rewards, group.correct
+
+    assert score(False) == ([1.0, 1.0], [True, True])  # the echo of the question is paid
+    assert score(True) == ([0.0, 1.0], [False, True])
 
 
 def test_datasets_declare_final_form(tmp_path: Path) -> None:

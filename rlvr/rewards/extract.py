@@ -39,6 +39,7 @@ _NUMBER = re.compile(
     r"(?<![A-Za-z\d.])-?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+,\d{1,2}(?!\d)|\d+(?:\.\d+)?)(?:/\d+)?(?!\d)|-?\.\d+"
 )
 _PROSE = re.compile(r"(?<![\\A-Za-z])(?!(?:and|or)(?![A-Za-z]))[A-Za-z]{3,}")  # words, not commands
+_HEDGE_WORD = re.compile(r"^(?:indeed|simply|just|clearly|actually|still|exactly)\s+(?=[-$\d.])", re.I)
 _WORD = re.compile(r"(?<![\\A-Za-z])(?!(?:and|or)(?![A-Za-z]))[A-Za-z]{2,}")  # "So 5 + 4 = 9." is a sentence
 _SHORT_ANSWER = 40  # a response region this short and without words is itself the answer
 
@@ -136,7 +137,8 @@ def _stated(tail: str) -> str:
     spans = _MATH_SPAN.match(tail)
     if spans:
         return next(g for g in spans.groups() if g is not None).strip()
-    line = tail.split("\n", 1)[0].strip().strip('"\\').rstrip(".").strip()
+    line = tail.split("\n", 1)[0].strip().strip('"\\*_').rstrip(".").strip()  # **Final answer: 20**
+    line = _HEDGE_WORD.sub("", line)  # "indeed 18"
     if len(line.split()) <= 3 or not _PROSE.search(_MATH_SPAN.sub(" ", line)):
         return line
     lead = leading_value(line)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 
 _NUM = r"(?:\d+(?:,\d{3})*(?:\.\d+)?|\.\d+)"
-_OP = r"(?:[-+*/=x×÷·^(]|\\times|\\cdot|\\div)"
+_OP = r"(?:[-+*/=x×÷·^]|\\times|\\cdot|\\div)"
 # a number, or arithmetic on numbers ending in one ("50 + 44 = 94", "$8", "2 x 4 = 8", "15%")
 _CHAIN = re.compile(rf"(?<![\w.])[-(]*\$?\s*{_NUM}(?:\s*{_OP}+\s*\(*\$?{_NUM}\)*)*(?:\s*%)?")
 # "5 or 6", "5 apples, or maybe 6": a second value offered after the first (a hedge, not one answer)
