@@ -1,7 +1,9 @@
 """Sample real small-model responses for the verifier's hand-adjudicated test set (tests/data/smollm2_responses.jsonl).
 
     RLVR_DATA_DIR=/work/shared/data python bench/smollm2_responses.py --model /work/scratch/smollm2 \\
-        -o /tmp/smollm2_raw.jsonl                  # ~15 minutes on 2 CPU cores
+        -o /tmp/smollm2_raw.jsonl --gsm8k 176 --word 128 --batch 76   # ~30 minutes on a shared 2-core CPU
+
+tests/data/README.md has the three commands that made the committed set (the third adds `--easy` problems).
 
 SmolLM2-135M-Instruct answers GSM8K test problems and rlvr's own small word problems and additions
 (`word_problems`, seeded) in its chat template, sampled at temperature 0.8 with at most 256 new tokens: the

@@ -19,19 +19,25 @@ from rlvr.train.experience import score_groups
 
 DATA = Path(__file__).parent / "data" / "smollm2_responses.jsonl"
 TARGET = 0.98  # agreement with the hand labels
+# response id -> why rlvr deliberately disagrees with the hand label (none today). The set is lopsided — the 135M
+# model gets 30 of 544 right, and even "the last number equals the gold" agrees 98.9% — so beyond the floor, every
+# disagreement must be listed here: any new one fails the test, and so does a listed one that starts agreeing.
+KNOWN_DISAGREEMENTS: dict[str, str] = {}
 
 
 def test_agreement_with_hand_labels_on_real_small_model_responses() -> None:
     rows = [json.loads(line) for line in DATA.read_text(encoding="utf-8").splitlines() if line.strip()]
     assert len(rows) >= 300 and {r["source"] for r in rows} == {"gsm8k", "addition", "word"}
     assert sum(r["label"] for r in rows) >= 25  # right answers too: missing one would show
-    wrong = []
+    wrong: dict[str, str] = {}
     for r in rows:
         v = verify(r["response"], r["gold"], final_form=r["final_form"])
         if v.correct != r["label"]:
-            wrong.append(f"{r['id']} gold={r['gold']} label={r['label']} got {v} | {r['response'][-160:]!r}")
+            wrong[r["id"]] = f"gold={r['gold']} label={r['label']} got {v} | {r['response'][-160:]!r}"
     agreement = 1 - len(wrong) / len(rows)
-    assert agreement >= TARGET, f"{agreement:.2%} agreement:\n" + "\n".join(wrong)
+    report = "\n".join(f"{k}: {why}" for k, why in wrong.items())
+    assert agreement >= TARGET, f"{agreement:.2%} agreement:\n{report}"
+    assert set(wrong) == set(KNOWN_DISAGREEMENTS), f"disagreements changed:\n{report}"
 
 
 # -- answers stated in words -----------------------------------------------------------------------------------------

@@ -27,8 +27,11 @@ _BOX = re.compile(r"\\(?:boxed|fbox)\b\s*")
 # "Answer: 18" opening a line, GSM8K's "#### 18". The last cue in the text wins.
 _CUE = re.compile(
     r"(?:final answer is|final answer\W{0,3}:|the answer is|answer is\s*:|^[\W_]{0,6}answer\W{0,3}:"
-    r"|^[ \t]*####(?=\s*[-$\d.]))[*_]*\s*(?:the final answer is)?\s*:?\s*",
+    r"|^[ \t]*####(?=\s*[-$\d.]))\s*(?:the final answer is)?\s*:?\s*",
     re.I | re.M,
+)
+_CUE_REACH = (
+    32  # a cue starts at most this far before its "answer" / "####" and ends within twice that after it
 )
 _HOPE = re.compile(r"\.?\s*I hope it is correct.*$", re.I | re.S)
 # display math may span lines; inline math may not (a stray `$` must not swallow a paragraph)
@@ -122,10 +125,23 @@ def _last(matches: Iterator[re.Match[str]]) -> re.Match[str] | None:
     return tail[0] if tail else None
 
 
+def _last_cue(text: str) -> re.Match[str] | None:
+    """The last `_CUE` match. Every cue holds "answer" or "####": the regex runs only in a small window around each
+    of those, from the last back (scanning the whole text with it would cost 10x the rest of `extract`)."""
+    lower = text.lower()
+    pos = len(text)
+    while (at := max(lower.rfind("answer", 0, pos), lower.rfind("####", 0, pos))) >= 0:
+        m = _last(_CUE.finditer(text, max(0, at - _CUE_REACH), at + 2 * _CUE_REACH))
+        if m is not None:
+            return m
+        pos = at
+    return None
+
+
 def _final_answer(text: str) -> tuple[str, int]:
     """The answer stated by the last cue ("final answer is", "Answer:", "####"…) and where its sentence starts (-1:
     none)."""
-    m = _last(_CUE.finditer(text))
+    m = _last_cue(text)
     if m is None:
         return "", -1
     return _stated(_HOPE.sub("", text[m.end() :]).strip()), m.start()
