@@ -38,6 +38,15 @@ def test_verify_writes_every_record_in_order(tmp_path: Path, capsys: pytest.Capt
     assert summary["total"] == 40 and summary["correct"] == 20 and summary["accuracy"] == 0.5
 
 
+def test_final_form_flag_refuses_arithmetic_left_undone(tmp_path: Path) -> None:
+    src = _write(tmp_path / "in.jsonl", [json.dumps({"response": "The answer is 9 + 73.", "answer": "82"})])
+    out = tmp_path / "out.jsonl"
+    for flags, correct, reason in (([], True, "equal:math"), (["--final-form"], False, "unevaluated")):
+        assert main(["verify", str(src), "-o", str(out), "--workers", "1", "--json", *flags]) == 0
+        (row,) = [json.loads(line) for line in out.read_text().splitlines()]
+        assert (row["correct"], row["reason"]) == (correct, reason)
+
+
 def test_malformed_line_is_named_and_nothing_is_written(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

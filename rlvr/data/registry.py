@@ -58,6 +58,7 @@ class DatasetSpec:
     fields: dict[str, str] = field(default_factory=dict)  # schema field -> source field, for user datasets
     format: str | None = None  # for user datasets: jsonl, json, parquet, csv, datasets
     generator: Callable[[], list[Problem]] | None = None  # a generated set's records (it has no file)
+    final_form: bool = False  # answers are numbers to be written as numbers: `9 + 73` is not one (verify)
 
 
 QWEN = "QwenLM/Qwen2.5-Math", "a45202bd16f1ec06f433442dc1152d0074773465", "MIT"
@@ -99,7 +100,7 @@ REGISTRY: dict[str, DatasetSpec] = {
                     _src(QWEN, "evaluation/data/olympiadbench/test.jsonl"), "OE_TO_maths_en_COMP; answer = final_answer[0]"),
         DatasetSpec("gsm8k", "eval", "eval/gsm8k_test.jsonl", 1319,
                     "d65690db10d5c66ca226ada2eac33c796e0faa567738fb9c9d99ae46f9ae6f0c",
-                    _src(GSM8K, "grade_school_math/data/test.jsonl"), "answer = text after ####"),
+                    _src(GSM8K, "grade_school_math/data/test.jsonl"), "answer = text after ####", final_form=True),
         DatasetSpec("math_train", "train", "train/math_train.jsonl.gz", 7500,
                     "611b2747a491aae8440d249be29d515db94713d714a6f5044f983aecf024b92f",
                     _src(MATH_COPY, "src/agents/datasets/data/math/train"), "MATH train; answer = last \\boxed{}"),
@@ -109,7 +110,7 @@ REGISTRY: dict[str, DatasetSpec] = {
                            "MIT (MATH)"), "SimpleRL's MATH level 3-5 set"),
         DatasetSpec("gsm8k_train", "train", "train/gsm8k_train.jsonl", 7473,
                     "7ae833ace215eb45ab24a8c22454956431deac52b299960f09b15db7b8ef57be",
-                    _src(GSM8K, "grade_school_math/data/train.jsonl"), "answer = text after ####"),
+                    _src(GSM8K, "grade_school_math/data/train.jsonl"), "answer = text after ####", final_form=True),
         DatasetSpec("aime_1983_2023", "train", "train/aime_1983_2023.jsonl", 975,
                     "c883242a8406a4c8d6422ada1b5bf36b08de3d9d6d388293ec5c11266280c948",
                     _src(DEEPSCALER, "deepscaler/data/train/aime.json"), "the AIME part of DeepScaleR's training set"),
@@ -124,11 +125,11 @@ GENERATED: dict[str, DatasetSpec] = {
         DatasetSpec("arith", "train", "", 20000,
                     "44abaf9838a93e56c385ad3cc880b5f97f2d49903f653521fc52a48b4e67b9ef", RLVR,
                     "make_problems('train', 20000, seed=0, max_digits=3)",
-                    generator=partial(make_problems, "train", 20000, seed=0, max_digits=3)),
+                    generator=partial(make_problems, "train", 20000, seed=0, max_digits=3), final_form=True),
         DatasetSpec("arith_test", "eval", "", 500,
                     "3a5578c88cf9b3b824fe84fbebd7d1af6b27fd7b4f128ae8c0be929c9c2a6b5b", RLVR,
                     "make_problems('test', 500, seed=0, max_digits=3)",
-                    generator=partial(make_problems, "test", 500, seed=0, max_digits=3)),
+                    generator=partial(make_problems, "test", 500, seed=0, max_digits=3), final_form=True),
     ]
 }  # fmt: skip
 
@@ -241,6 +242,7 @@ def load_user_datasets(path: str | Path) -> dict[str, DatasetSpec]:
         path: data/my_set.parquet          # jsonl, jsonl.gz, json, parquet, csv, or a `datasets` directory
         split: train                       # or eval (decontamination checks against every eval set)
         fields: {problem: question, answer: final_answer.0}
+        final_form: true                   # answers are numbers: arithmetic left undone is wrong (default false)
     """
     with open(path, encoding="utf-8") as f:
         config = yaml.safe_load(f) or {}
@@ -261,8 +263,26 @@ def load_user_datasets(path: str | Path) -> dict[str, DatasetSpec]:
             name=entry["name"], split=split, file=str(file), records=0, sha256="",
             source=Source("local", "", str(file), entry.get("license", "")),
             fields=dict(entry.get("fields") or {}), format=entry.get("format"),
+            final_form=_flag(entry, "final_form", f"{path}: datasets entry {k} ({entry['name']})"),
         )  # fmt: skip
     return out
+
+
+def _flag(entry: dict[str, Any], key: str, where: str) -> bool:
+    value = entry.get(key, False)
+    if not isinstance(value, bool):
+        raise ValueError(f"{where}: {key} must be true or false, got {value!r}")
+    return value
+
+
+def final_form(source: str | Path | None, user_specs: dict[str, DatasetSpec] | None = None) -> bool:
+    """Whether a set's answers must be written as numbers (`verify(final_form=True)`): its registry flag for a
+    registered, generated or user-registered set; False for a problem file, which says nothing about it."""
+    if source is None or Path(source).exists():
+        return False
+    specs = {**REGISTRY, **GENERATED, **(user_specs or {})}
+    spec = specs.get(str(source))
+    return spec is not None and spec.final_form
 
 
 def resolve(name: str, extra: dict[str, DatasetSpec] | None = None) -> DatasetSpec:

@@ -34,8 +34,10 @@ def heldout_accuracy(
     temperature: float = 0.0,
     seed: int = 0,
     engine: Any = None,
+    final_form: bool = False,
 ) -> Accuracy:
-    """Accuracy of `n` samples per problem (greedy by default) on the fast engine unless `engine` is given."""
+    """Accuracy of `n` samples per problem (greedy by default) on the fast engine unless `engine` is given.
+    final_form: graded as `verify(final_form=...)`, the set's rule (`rlvr.data.registry.final_form`)."""
     if engine is None:
         from rlvr.rollout.fast import FastEngine
 
@@ -48,7 +50,9 @@ def heldout_accuracy(
         rollouts = engine.generate(prompts, params)
     finally:
         model.train(was_training)
-    correct = [verify(r.text, problems[r.prompt_index].answer).correct for r in rollouts]
+    correct = [
+        verify(r.text, problems[r.prompt_index].answer, final_form=final_form).correct for r in rollouts
+    ]
     count = max(1, len(rollouts))
     return Accuracy(
         accuracy=sum(correct) / count,

@@ -15,16 +15,23 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from rlvr.rewards.stated import conclusion, leading_value
+
 TAIL_CHARS = 16_000  # how much of the answer region is read; final answers live at the end
 SEARCH_CHARS = 3_000  # "final answer is" and the fallback look only here: their regexes are not linear
 MAX_ANSWER_CHARS = 2_000  # an "answer" longer than this is not an answer
-FALLBACKS = ("last_math", "math_span", "last_number", "none")
+FALLBACKS = ("last_math", "math_span", "last_number", "conclusion", "none")
 
 _BOX = re.compile(r"\\(?:boxed|fbox)\b\s*")
-_FINAL_PHRASES = ("final answer is", "final answer:", "the answer is", "answer is:")
-_FINAL = re.compile(
-    r"(?:final answer is|final answer:|the answer is|answer is:)\s*(?:the final answer is)?\s*:?\s*(.+)",
-    re.I | re.S,
+# An answer stated in words: "final answer is", Minerva's "Final Answer: The final answer is", "the answer is",
+# "Answer: 18" opening a line, GSM8K's "#### 18". The last cue in the text wins.
+_CUE = re.compile(
+    r"(?:final answer is|final answer\W{0,3}:|the answer is|answer is\s*:|^[\W_]{0,6}answer\W{0,3}:"
+    r"|^[ \t]*####(?=\s*[-$\d.]))\s*(?:the final answer is)?\s*:?\s*",
+    re.I | re.M,
+)
+_CUE_REACH = (
+    32  # a cue starts at most this far before its "answer" / "####" and ends within twice that after it
 )
 _HOPE = re.compile(r"\.?\s*I hope it is correct.*$", re.I | re.S)
 # display math may span lines; inline math may not (a stray `$` must not swallow a paragraph)
@@ -35,7 +42,9 @@ _NUMBER = re.compile(
     r"(?<![A-Za-z\d.])-?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+,\d{1,2}(?!\d)|\d+(?:\.\d+)?)(?:/\d+)?(?!\d)|-?\.\d+"
 )
 _PROSE = re.compile(r"(?<![\\A-Za-z])(?!(?:and|or)(?![A-Za-z]))[A-Za-z]{3,}")  # words, not commands
-_SHORT_ANSWER = 40  # a response region this short and without prose is itself the answer
+_HEDGE_WORD = re.compile(r"^(?:indeed|simply|just|clearly|actually|still|exactly)\s+(?=[-$\d.])", re.I)
+_WORD = re.compile(r"(?<![\\A-Za-z])(?!(?:and|or)(?![A-Za-z]))[A-Za-z]{2,}")  # "So 5 + 4 = 9." is a sentence
+_SHORT_ANSWER = 40  # a response region this short and without words is itself the answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,23 +125,45 @@ def _last(matches: Iterator[re.Match[str]]) -> re.Match[str] | None:
     return tail[0] if tail else None
 
 
-def _final_answer(text: str) -> tuple[str, int]:
-    """The answer stated by the last "final answer is …" sentence, and where that sentence starts (-1: none)."""
+def _last_cue(text: str) -> re.Match[str] | None:
+    """The last `_CUE` match. Every cue holds "answer" or "####": the regex runs only in a small window around each
+    of those, from the last back (scanning the whole text with it would cost 10x the rest of `extract`)."""
     lower = text.lower()
-    start = max(lower.rfind(p) for p in _FINAL_PHRASES)  # the last statement wins
-    if start < 0:
-        return "", -1
-    m = _FINAL.search(text, max(0, start - 16))  # from a little before: "Final Answer: The final answer is"
+    pos = len(text)
+    while (at := max(lower.rfind("answer", 0, pos), lower.rfind("####", 0, pos))) >= 0:
+        m = _last(_CUE.finditer(text, max(0, at - _CUE_REACH), at + 2 * _CUE_REACH))
+        if m is not None:
+            return m
+        pos = at
+    return None
+
+
+def _final_answer(text: str) -> tuple[str, int]:
+    """The answer stated by the last cue ("final answer is", "Answer:", "####"…) and where its sentence starts (-1:
+    none)."""
+    m = _last_cue(text)
     if m is None:
         return "", -1
-    tail = _HOPE.sub("", m.group(1)).strip()
+    return _stated(_HOPE.sub("", text[m.end() :]).strip()), m.start()
+
+
+def _stated(tail: str) -> str:
+    """The answer at the start of `tail`, the text after a cue: a math span, a short line, or the value the line
+    opens with. Commentary after a stated value is not read ("13, which is 2 more than 11" → 13)."""
     spans = _MATH_SPAN.match(tail)
     if spans:
-        return next(g for g in spans.groups() if g is not None).strip(), m.start()
-    line = tail.split("\n", 1)[0].strip().strip('"\\').rstrip(".").strip()
-    if len(line.split()) > 3 and _PROSE.search(_MATH_SPAN.sub(" ", line)):  # "The largest $n$ is 34" → 34
-        return _fallback(line, "last_math"), m.start()
-    return line, m.start()
+        return next(g for g in spans.groups() if g is not None).strip()
+    line = tail.split("\n", 1)[0].strip().strip('"\\*_').rstrip(".").strip()  # **Final answer: 20**
+    line = _HEDGE_WORD.sub("", line)  # "indeed 18"
+    if len(line.split()) <= 3 or not _PROSE.search(_MATH_SPAN.sub(" ", line)):
+        return line
+    lead = leading_value(line)
+    if lead is not None:
+        return lead
+    last = _fallback(line, "last_math")  # "The largest $n$ is 34" → 34
+    at = line.rfind(last)
+    # "N + 2 when you add it" states an expression, not 2
+    return line if last and re.search(r"[-+*/^]\s*$", line[:at]) else last
 
 
 def _fallback(text: str, how: str) -> str:
@@ -169,8 +200,11 @@ def extract(text: str, *, think: bool = True, fallback: str = "last_math") -> Ex
     if "\\boxed" in region or "\\fbox" in region:
         return Extraction(problem="no_answer")  # an unbalanced box is no answer, not a cue to guess
     short = region.strip()
-    if len(short) <= _SHORT_ANSWER and not _PROSE.search(short) and short:
-        return _checked([short.strip("$").strip()], [], "whole")
+    if len(short) <= _SHORT_ANSWER and not _WORD.search(short) and short:
+        return _checked([short.strip("$").strip().rstrip(".")], [], "whole")
+    if fallback == "conclusion":
+        found = conclusion(region[-SEARCH_CHARS:])
+        return _checked([found], [], fallback) if found else Extraction(problem="no_answer")
     if fallback != "none":
         found = _fallback(region[-SEARCH_CHARS:], fallback)
         if found:

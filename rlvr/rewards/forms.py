@@ -1,5 +1,6 @@
 """What an answer states, read off its tree: `x = 3` states 3, `1 ± √2` states two values, `A + B` of matrices
-states one matrix. Also the small tree queries the comparison needs (free symbols, decimals).
+states one matrix. Also the small tree queries the comparison needs (free symbols, decimals), and whether an
+answer is a number or still arithmetic to be done (`is_unevaluated`, for `verify(final_form=True)`).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from itertools import product
 from rlvr.rewards.parse import Node
 
 MAX_ALTERNATIVES = 16  # a ± expands into at most this many values
+_ARITHMETIC = ("add", "mul", "div", "pow", "neg", "pct")  # operations on literals a reader can carry out
 
 
 def symbols(node: Node) -> set[str]:
@@ -184,3 +186,47 @@ def fold_matrices(node: Node) -> Node | None:
 def _shape(matrix: Node) -> tuple[int, int]:
     rows = matrix[1]
     return len(rows), len(rows[0]) if rows else 0
+
+
+def is_number(node: Node, mixed: bool = True) -> bool:
+    """A number as a final answer is written: 94, -3, 2.5, 10%, a fraction that is not a whole number (3/4,
+    `\\frac{-3}{4}`), a mixed number (`2\\frac{1}{2}`). `10/2` and `9 + 73` are not: they are work left to do.
+    mixed: whether whole + fraction may be a mixed number (the tree cannot tell `2\\frac{1}{2}` from `2 + 1/2`)."""
+    kind = node[0]
+    if kind == "num":
+        return True
+    if kind in ("neg", "pct"):
+        return is_number(node[1], mixed)
+    if kind == "div":
+        a, b = _integer(node[1]), _integer(node[2])
+        return a is not None and b is not None and b != 0 and a % b != 0
+    if kind == "add" and mixed and len(node[1]) == 2:
+        whole, part = node[1]
+        return _integer(whole) is not None and part[0] == "div" and is_number(part)
+    return False
+
+
+def is_unevaluated(node: Node, mixed: bool = True) -> bool:
+    """Arithmetic on number literals left undone (`9 + 73`, `3 \\cdot 4`, `2^{10}`, `\\sqrt{9}`, `10/2`): no
+    symbols, no functions, at least one operation, and not itself a number (`is_number`)."""
+    return _literal_arithmetic(node) and not is_number(node, mixed)
+
+
+def _literal_arithmetic(node: Node) -> bool:
+    kind = node[0]
+    if kind == "num":
+        return True
+    if kind not in _ARITHMETIC:
+        return False
+    parts = node[1] if kind in ("add", "mul") else node[1:]
+    return all(isinstance(p, tuple) and _literal_arithmetic(p) for p in parts)
+
+
+def _integer(node: Node) -> int | None:
+    """The value of an integer literal (or its negation), else None."""
+    if node[0] == "neg":
+        inner = _integer(node[1])
+        return None if inner is None else -inner
+    if node[0] == "num" and not node[2] and node[1].denominator == 1:
+        return int(node[1])
+    return None

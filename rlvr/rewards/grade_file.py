@@ -13,6 +13,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from tqdm import tqdm
 
 from rlvr.data.schema import answer_text
 from rlvr.io import JsonlError, atomic_write, read_jsonl
+from rlvr.rewards.math import verify
 from rlvr.rewards.pool import DEFAULT_TIMEOUT_S, SLACK_S, VerifierPool
 
 HELP = "grade a JSONL file of responses against gold answers"
@@ -69,6 +71,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_pool_arguments(parser)
     parser.add_argument(
+        "--final-form",
+        action="store_true",
+        help="numeric answers must be written as numbers: arithmetic left undone (9 + 73) is incorrect",
+    )
+    parser.add_argument(
         "--skip-bad", action="store_true", help="report and skip malformed lines instead of stopping"
     )
     parser.add_argument(
@@ -86,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
         timeout_s=args.timeout,
         skip_bad=args.skip_bad,
         progress=not args.json,
+        final_form=args.final_form,
     )
     if args.json:
         print(json.dumps(summary.to_dict()))
@@ -137,11 +145,13 @@ def verify_file(
     timeout_s: float = DEFAULT_TIMEOUT_S,
     skip_bad: bool = False,
     progress: bool = True,
+    final_form: bool = False,
 ) -> VerifySummary:
     """Grade every record of `in_path`; write them to `out_path` with `correct`, `extracted` and `reason` added.
 
     Output keys `correct`, `extracted`, `reason` overwrite input fields of the same name. A malformed line raises
     JsonlError naming the file and line, unless `skip_bad`, which reports it on stderr and leaves it out.
+    final_form: grade with `verify(final_form=True)` (answers to numeric golds must be numbers).
     """
     skipped = 0
 
@@ -174,7 +184,13 @@ def verify_file(
     bar = tqdm(
         total=lines, unit="resp", disable=None if progress else True, file=sys.stderr, dynamic_ncols=True
     )
-    with bar, atomic_write(out_path) as out, VerifierPool(workers, timeout_s=timeout_s) as pool:
+    with (
+        bar,
+        atomic_write(out_path) as out,
+        VerifierPool(
+            workers, timeout_s=timeout_s, fn=partial(verify, final_form=True) if final_form else verify
+        ) as pool,
+    ):
         for verdict in pool.imap(pairs(), progress=bar.update):  # counts finished ones, in any order
             record = pending.popleft()
             record.update(correct=verdict.correct, extracted=verdict.extracted, reason=verdict.reason)

@@ -9,7 +9,9 @@ only in the main thread). For a kill-based limit on top, grade through `rlvr.rew
 Reward-hack guards (each an incorrect verdict with its reason):
 - several different final answers (`\\boxed{5}` … `\\boxed{6}`) when the gold is one value: "multiple_answers";
 - a list offered for one value (`5 \\text{ or } 6`): not equal, as a list is never a scalar;
-- an answer only inside `<think>` (no `</think>`): "unfinished_think"; an empty box: "empty_box".
+- an answer only inside `<think>` (no `</think>`): "unfinished_think"; an empty box: "empty_box";
+- with `final_form=True` (arithmetic and word-problem sets), arithmetic on literals left undone (`9 + 73`,
+  `\\boxed{984+911}`) against a numeric gold: "unevaluated". Without it, echoing "457+68" wins on an addition task.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from functools import lru_cache
 from rlvr.rewards.compare import Comparer
 from rlvr.rewards.evaluate import Deadline, TimeLimit
 from rlvr.rewards.extract import MAX_ANSWER_CHARS, extract, find_boxes
+from rlvr.rewards.forms import is_number, is_unevaluated, resolve
 from rlvr.rewards.latex import normalize, squash
 from rlvr.rewards.parse import Node, ParseError, parse
 
@@ -55,18 +58,23 @@ def verify(
     *,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     think: bool = True,
-    fallback: str = "last_math",
+    fallback: str | None = None,
     rel_tol: float = DEFAULT_REL_TOL,
+    final_form: bool = False,
 ) -> Verdict:
     """Grade `response` against `gold`. Never raises; returns within `timeout_s` plus a few milliseconds.
 
     think: read only the text after `</think>` when a think block is present (an unfinished one has no answer).
     fallback: where to look when there is no box, `<answer>` or "final answer is": "last_math" ($…$ span, then the
-    last number), "last_number" or "none".
+    last number), "last_number", "conclusion" (the value the finished last sentences state) or "none"; None:
+    "conclusion" under final_form, else "last_math".
+    final_form: the answer must be a number when the gold is one: `9 + 73` for 82 is "unevaluated", not equal.
     """
     deadline = Deadline(timeout_s)
     extracted: str | None = None
     try:
+        if fallback is None:
+            fallback = "conclusion" if final_form else "last_math"
         found = extract(response, think=think, fallback=fallback)
         if found.problem:
             return Verdict(False, found.answers[-1] if found.answers else None, found.problem)
@@ -80,6 +88,8 @@ def verify(
             if not _is_list(gold_text):
                 return Verdict(False, extracted, "multiple_answers")
             answer = found.answers[-1]
+        if final_form and _unevaluated(answer, gold_text):
+            return Verdict(False, extracted, "unevaluated")
         how = _equivalent(answer, gold_text, deadline, rel_tol)
         return Verdict(bool(how), extracted, f"equal:{how}" if how else "not_equal")
     except TimeLimit:
@@ -135,6 +145,15 @@ def _combine(answers: list[str], gaps: list[str]) -> str | None:
     if all(_is_separator(g) for g in gaps):
         return ", ".join(answers)
     return None
+
+
+def _unevaluated(answer: str, gold: str) -> bool:
+    """Is `answer` arithmetic left undone (`9 + 73`, `3 \\cdot 4`) while the gold is a number? `x = 9 + 73 = 82`
+    states 82 and passes. A written `+` rules out reading `2 + \\frac{1}{2}` as the mixed number 2½."""
+    node, gold_node = _parse(answer), _parse(gold)
+    if node is None or gold_node is None or not is_number(resolve(gold_node)):
+        return False
+    return is_unevaluated(resolve(node), mixed="+" not in normalize(answer))
 
 
 def _last_paragraph(answers: list[str], gaps: list[str]) -> tuple[list[str], list[str]]:

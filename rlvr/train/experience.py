@@ -40,9 +40,10 @@ class Group:
         return sum(self.correct) / len(self.correct)
 
 
-def score_one(reward: str, text: str, gold: str) -> tuple[float, bool]:
+def score_one(reward: str, text: str, gold: str, final_form: bool = False) -> tuple[float, bool]:
     """(reward, verifier correctness) of one response (module level: runs in worker processes)."""
-    return REWARDS[reward](text, gold), verify(text, gold).correct
+    correct = verify(text, gold, final_form=final_form).correct
+    return REWARDS[reward](text, gold, final_form=final_form), correct
 
 
 def score_groups(
@@ -55,20 +56,22 @@ def score_groups(
     max_new_tokens: int,
     overlong_buffer: int,
     executor: Executor | None = None,
+    final_form: bool = False,
 ) -> list[Group]:
     """Score every rollout (in `executor`'s processes when given) and group them by prompt.
 
     Overlong handling of truncated responses: "zero" sets their reward to 0 (Dr. GRPO), "soft" adds DAPO's
     length penalty (0 up to max_new_tokens - overlong_buffer, then linear to -1), "filter" leaves the reward but
-    the response is masked out of the loss (`Experience`), "none" does nothing.
+    the response is masked out of the loss (`Experience`), "none" does nothing. final_form: see `verify`.
     """
     texts = [r.text for r in rollouts]
     answers = [golds[r.prompt_index] for r in rollouts]
     if executor is None:
-        scored = [score_one(reward, t, a) for t, a in zip(texts, answers, strict=True)]
+        scored = [score_one(reward, t, a, final_form) for t, a in zip(texts, answers, strict=True)]
     else:
         chunk = max(1, len(texts) // 32)
-        scored = list(executor.map(score_one, [reward] * len(texts), texts, answers, chunksize=chunk))
+        flags = [final_form] * len(texts)
+        scored = list(executor.map(score_one, [reward] * len(texts), texts, answers, flags, chunksize=chunk))
     groups: dict[int, Group] = {}
     for rollout, (value, correct) in zip(rollouts, scored, strict=True):
         truncated = rollout.finish_reason == "length"

@@ -30,7 +30,7 @@ import torch
 
 from rlvr.algos import ADVANTAGES, KL_ESTIMATORS
 from rlvr.config import save_config
-from rlvr.data.registry import load_problems
+from rlvr.data.registry import final_form, load_problems
 from rlvr.models.build import build_model
 from rlvr.models.logprobs import LogprobModel
 from rlvr.rollout import SamplingParams, local_engine
@@ -94,6 +94,11 @@ class Trainer:
             config, last if resume else None, world.device, self.param_dtype
         )
         self.problems = load_problems(config.data, require_answer=False)
+        # the recipe's final_form, else each set's own (GSM8K, arith: answers must be written as numbers)
+        self.final_form = final_form(config.data) if config.final_form is None else config.final_form
+        self.eval_final_form = (
+            final_form(config.eval_data) if config.final_form is None else config.final_form
+        )
         self.prompts = _render_all(config.template, [p.problem for p in self.problems], self.tokenizer)
         self.eval_problems = (
             load_problems(config.eval_data, require_answer=False)[: config.eval_problems]
@@ -295,6 +300,7 @@ class Trainer:
                 overlong=config.overlong,
                 max_new_tokens=stage.max_new_tokens,
                 overlong_buffer=config.overlong_buffer,
+                final_form=self.final_form,
                 executor=self.executor,
             )
             t_reward += time.time() - t
@@ -417,6 +423,7 @@ class Trainer:
                     self.model, self.tokenizer, self.eval_problems, template=c.template,
                     max_new_tokens=c.eval_max_new_tokens or c.stages[-1].max_new_tokens,
                     n=c.eval_n, temperature=c.eval_temperature, seed=c.seed, engine=self.engine,
+                    final_form=self.eval_final_form,
                 )  # fmt: skip
                 accuracy = result.accuracy
                 if record:

@@ -34,6 +34,9 @@ class RLConfig:
     eval_data: str | None = "arith_test"
     template: str = "plain"
     reward: str = "accuracy"  # a name in rlvr.rewards.REWARDS
+    final_form: bool | None = (
+        None  # numeric answers must be numbers, `9 + 73` earns nothing (None: each set's own)
+    )
     out_dir: str = "runs/rl"
     engine: Literal["fast", "hf", "vllm"] = "fast"
     stages: list[Stage] = field(default_factory=lambda: [Stage(steps=100, max_new_tokens=64)])

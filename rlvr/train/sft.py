@@ -23,7 +23,7 @@ from typing import Any, Literal
 import torch
 
 from rlvr.config import save_config
-from rlvr.data.registry import load_problems
+from rlvr.data.registry import final_form, load_problems
 from rlvr.models.build import TinyModel, build_model
 from rlvr.models.logprobs import LogprobModel
 from rlvr.train import checkpoint, distributed, precision, sharding
@@ -242,6 +242,7 @@ def _run(config: SFTConfig, world: World, *, resume: bool, progress: bool) -> di
                     model, tokenizer, problems, template=config.template,
                     max_new_tokens=config.eval_max_new_tokens, n=config.eval_n,
                     temperature=config.eval_temperature, seed=config.seed,
+                    final_form=final_form(config.eval_data),
                 )  # fmt: skip
                 figures["eval/accuracy"] = result.accuracy
                 figures["eval/truncated"] = result.truncated
