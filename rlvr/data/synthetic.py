@@ -101,11 +101,11 @@ def make_problems(split: str, count: int, seed: int = 0, max_digits: int = 3) ->
 
 
 def _operand(rng: random.Random, max_digits: int) -> int:
-    digits = 1 + _below(rng, max_digits)
+    digits = 1 + uniform_below(rng, max_digits)
     lo = 0 if digits == 1 else 10 ** (digits - 1)
-    return lo + _below(rng, 10**digits - lo)
+    return lo + uniform_below(rng, 10**digits - lo)
 
 
-def _below(rng: random.Random, n: int) -> int:
+def uniform_below(rng: random.Random, n: int) -> int:
     """Uniform in [0, n) from `random()` alone (`randrange` is not promised to stay the same across versions)."""
     return min(int(rng.random() * n), n - 1)

@@ -81,6 +81,8 @@ class Trainer:
             raise ValueError(
                 "sharding=fsdp needs engine=fast or vllm (hf's generate cannot run a sharded model)"
             )
+        if config.sharding == "fsdp" and config.rollout_dtype != "auto":
+            raise ValueError("rollout_dtype needs sharding=none (a sharded policy samples in its own dtype)")
         self.config, self.world, self.progress = config, world, progress
         self.run_dir = Path(config.out_dir)
         last = checkpoint.latest(self.run_dir)
@@ -131,7 +133,7 @@ class Trainer:
             self.difficulty.history = state["difficulty"]["history"]
         self.reference = self._reference() if config.kl_coef > 0 else None
         self.engine = _engine(
-            config.engine, self.model, self.tokenizer, last if resume and last else config.model
+            config, self.model, self.tokenizer, last if resume and last else config.model
         )
         self.executor: Executor | None = (
             ProcessPoolExecutor(config.reward_workers) if config.reward_workers > 0 else None
@@ -456,10 +458,11 @@ def _render_all(template: str, problems: list[str], tokenizer: Any) -> list[str]
     return [render(template, p, tokenizer) for p in problems]
 
 
-def _engine(name: str, model: Any, tokenizer: Any, path: str | Path) -> Any:
-    """The rollout engine: fast and hf read the live module; vllm loads `path` and gets weights pushed per update."""
-    if name != "vllm":
-        return local_engine(name, model, tokenizer)
+def _engine(config: RLConfig, model: Any, tokenizer: Any, path: str | Path) -> Any:
+    """The rollout engine: fast and hf read the live module (or its rollout_dtype copy); vllm loads `path` and gets
+    weights pushed per update."""
+    if config.engine != "vllm":
+        return local_engine(config.engine, model, tokenizer, dtype=config.rollout_dtype)
     if str(path) == "tiny":
         raise ValueError("engine vllm loads a checkpoint directory: set model= to one (not tiny)")
     from rlvr.rollout.vllm import VLLMEngine
