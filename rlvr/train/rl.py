@@ -31,6 +31,7 @@ import torch
 from rlvr.algos import ADVANTAGES, KL_ESTIMATORS
 from rlvr.config import save_config
 from rlvr.data.registry import load_problems
+from rlvr.data.templates import render, resolve
 from rlvr.models.logprobs import LogprobModel
 from rlvr.rollout import SamplingParams, local_engine
 from rlvr.train import checkpoint, distributed, sharding
@@ -91,7 +92,8 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.model, self.tokenizer = build_model(config, last if resume else None, world.device)
         self.problems = load_problems(config.data, require_answer=False)
-        self.prompts = _render_all(config.template, [p.problem for p in self.problems], self.tokenizer)
+        self.template = resolve(config.template)
+        self.prompts = [render(self.template, p.problem, self.tokenizer) for p in self.problems]
         self.eval_problems = (
             load_problems(config.eval_data, require_answer=False)[: config.eval_problems]
             if config.eval_data
@@ -151,7 +153,9 @@ class Trainer:
         figures: dict[str, Any] = {}
         start = time.time()
         if not self.resumed and self.eval_problems:
-            figures["eval/accuracy_before"] = self._evaluate(log)
+            before = self._evaluate()
+            log.log(self.step, before)
+            figures["eval/accuracy_before"] = before["eval/accuracy"]
         bad_steps = 0
         while self.stage < len(config.stages):
             stage = config.stages[self.stage]
@@ -168,7 +172,7 @@ class Trainer:
             self.step += 1
             self.stage_step += 1
             if config.eval_every and self.step % config.eval_every == 0 and self.eval_problems:
-                metrics["eval/accuracy"] = self._evaluate(log, record=False)
+                metrics.update(self._evaluate())
             log.log(self.step, metrics)
             figures.update(metrics)
             bar.set_postfix(
@@ -181,7 +185,10 @@ class Trainer:
         if checkpoint.latest(self.run_dir) != checkpoint.step_dir(self.run_dir, self.step):
             self._save()  # the end (a stage may have ended early on a plateau: fewer steps than planned)
         if self.eval_problems:
-            figures["eval/accuracy_after"] = self._evaluate(log)
+            after = self._evaluate()
+            log.log(self.step, after)
+            figures["eval/accuracy_after"] = after["eval/accuracy"]
+            figures.update({k: v for k, v in after.items() if k != "eval/accuracy"})  # its n, temperature
         checkpoint.save_model(self.model, self.tokenizer, self.run_dir / "final", world)
         log.close()
         if self.executor is not None:
@@ -236,8 +243,9 @@ class Trainer:
                 "perf/generate_tokens_per_s": tokens / max(timings["time/generate"], 1e-9),  # one engine
             }
         )
-        if config.sample_every and self.step % config.sample_every == 0 and self.world.main:
-            write_samples(self.run_dir / "samples.jsonl", self.step, sampled, self.problems)
+        step = self.step + 1  # the step this update completes, as metrics.jsonl numbers it
+        if config.sample_every and step % config.sample_every == 0 and self.world.main:
+            write_samples(self.run_dir / "samples.jsonl", step, sampled, self.problems)
         return metrics
 
     # -- rollouts --------------------------------------------------------------------------------------------------
@@ -293,6 +301,7 @@ class Trainer:
                 max_new_tokens=stage.max_new_tokens,
                 overlong_buffer=config.overlong_buffer,
                 executor=self.executor,
+                prefix=self.template.prefix,
             )
             t_reward += time.time() - t
             # every process keeps the same table (it decides which prompts all of them skip)
@@ -406,22 +415,23 @@ class Trainer:
         """The policy's whole weights for an in-process engine (a sharded policy is gathered; vLLM has its own)."""
         return contextlib.nullcontext() if self.config.engine == "vllm" else sharding.gathered(self.policy)
 
-    def _evaluate(self, log: MetricsLog, record: bool = True) -> float:
+    def _evaluate(self) -> dict[str, float]:
+        """Held-out accuracy and truncation, with the n and temperature they were measured at (every process
+        returns the main one's figures)."""
         from rlvr.eval.accuracy import heldout_accuracy
 
         c = self.config
-        accuracy = 0.0
+        figures: dict[str, float] = {}
         with self._whole_weights():  # every process gathers (a collective); the main one evaluates
             if self.world.main:
                 result = heldout_accuracy(
-                    self.model, self.tokenizer, self.eval_problems, template=c.template,
+                    self.model, self.tokenizer, self.eval_problems, template=self.template,
                     max_new_tokens=c.eval_max_new_tokens or c.stages[-1].max_new_tokens,
                     n=c.eval_n, temperature=c.eval_temperature, seed=c.seed, engine=self.engine,
                 )  # fmt: skip
-                accuracy = result.accuracy
-                if record:
-                    log.log(self.step, {"eval/accuracy": accuracy, "eval/truncated": result.truncated})
-        return float(distributed.broadcast_object(accuracy))  # type: ignore[arg-type]
+                figures = result.figures()
+        shared: dict[str, float] = distributed.broadcast_object(figures)  # type: ignore[assignment]
+        return shared
 
     def _save(self) -> None:
         state = {key: getattr(self, key) for key in STATE}
@@ -441,12 +451,6 @@ class Trainer:
             self.best, self.since_best = self.ema, 0
         else:
             self.since_best += 1
-
-
-def _render_all(template: str, problems: list[str], tokenizer: Any) -> list[str]:
-    from rlvr.data.templates import render
-
-    return [render(template, p, tokenizer) for p in problems]
 
 
 def _engine(name: str, model: Any, tokenizer: Any, path: str | Path) -> Any:
