@@ -102,7 +102,11 @@ def parse(text: str, where: str = "--template") -> str | Template:
 
     from rlvr.config import coerce
 
-    value = yaml.safe_load(text) if text.lstrip().startswith("{") else text
+    try:
+        value = yaml.safe_load(text) if text.lstrip().startswith("{") else text
+    except yaml.YAMLError as e:
+        problem = getattr(e, "problem", None) or "not YAML"
+        raise ValueError(f"{where}: {text!r} is not a YAML mapping ({problem})") from None
     try:
         template: str | Template = coerce(value, str | Template, where)
         resolve(template)
