@@ -4,6 +4,8 @@ the problems not on disk; what may and may not change between reruns; the table 
 from __future__ import annotations
 
 import argparse
+import io
+import sys
 from pathlib import Path
 
 import pytest
@@ -149,3 +151,18 @@ def test_one_sample_per_problem_shows_one_accuracy_column() -> None:
     two = [SampleRecord(r.problem_id, j, "t", "1", r.correct, 5, "stop") for r in records for j in range(2)]
     table = eval_run.results_markdown("m", {"toy": summarize(two, bootstrap=0)})
     assert "| Benchmark | problems | n | pass@1 | pass@2 | maj@2 |" in table
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_bar_counts_problems_on_a_terminal_only(tiny, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, tokenizer = tiny
+    problems = [Problem(f"p{i}", f"1+{i}", str(1 + i)) for i in range(3)]
+    settings = EvalSettings(n=2, template="plain", chunk_tokens=1)
+    for stream, shown in ((Terminal(), True), (io.StringIO(), False)):
+        monkeypatch.setattr(sys, "stderr", stream)
+        sample_and_grade(problems, settings, tokenizer, Script(), progress="toy")
+        assert ("toy: 100%" in stream.getvalue() and "3/3" in stream.getvalue()) == shown

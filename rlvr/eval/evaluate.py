@@ -40,7 +40,11 @@ from rlvr.rewards.math import Verdict, verify
 from rlvr.rollout.types import Rollout, RolloutEngine, SamplingParams
 
 # tokens per generate call (problems x n x (prompt + max_new_tokens)) when EvalSettings.chunk_tokens is 0:
-CPU_CHUNK_TOKENS = 1 << 15  # 32K: SmolLM2-135M on 2 cores writes ~TODO tokens/s, so a full chunk is ~a minute
+# 4K on a CPU. Decoding reads every weight once per step, so a step of B rows costs about t0 + B * c: for
+# SmolLM2-135M (fp32, fast engine, 2 cores) c is ~8.5 ms a row (a batched forward: 17 CPU-ms per token) and t0 tens
+# of ms on idle cores (an estimate: the 2 shared cores it was measured on ran ~1 s a step). 4K tokens is ~10
+# problems x (150 prompt + 256 new tokens), ~35 s a chunk; on a busy machine several times that.
+CPU_CHUNK_TOKENS = 1 << 12
 GPU_CHUNK_TOKENS = 1 << 24  # 16M: 512 sequences of 32K, one vLLM call's worth
 
 

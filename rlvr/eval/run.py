@@ -42,7 +42,7 @@ maj@n (cons@n) the majority vote of a problem's n answers. Intervals: percentile
 (--bootstrap resamples, seeded with --seed).
 
 Chunks and resuming: problems go to the engine in chunks of at most --chunk-tokens tokens (problems x n x
-(prompt + max new tokens); default 32K on a CPU, 16M on a GPU), and each chunk's samples are saved as it ends.
+(prompt + max new tokens); default 4K on a CPU, 16M on a GPU), and each chunk's samples are saved as it ends.
 Rerun the same command after a kill, or with a smaller --limit, and the saved problems are reused: only the
 missing ones are sampled (chunk c's seed derives from --seed and its first problem, so the samples are the ones an
 uninterrupted run draws). A rerun that changes what a sample is (model, engine, n, sampling, max new tokens,
@@ -82,7 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--chunk-tokens",
         type=int,
         default=0,
-        help="tokens per engine call (default: 32K on a CPU, 16M on a GPU)",
+        help="tokens per engine call (default: 4K on a CPU, 16M on a GPU)",
     )
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (0: no intervals)")
     add_engine_arguments(parser)

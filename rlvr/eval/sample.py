@@ -79,7 +79,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--chunk-tokens",
         type=int,
         default=0,
-        help="tokens per engine call (default: 32K on a CPU, 16M on a GPU)",
+        help="tokens per engine call (default: 4K on a CPU, 16M on a GPU)",
     )
     add_engine_arguments(parser)
     parser.add_argument(
