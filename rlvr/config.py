@@ -5,6 +5,9 @@ A field's type is its annotation; YAML and `key=value` values are parsed as YAML
 and where it came from, before any work starts. Presets live in `rlvr/recipes/<stage>/NAME.yaml`; each opens with
 a comment giving the command that runs it (`rlvr ls` shows that line, `rlvr cp` copies the file out).
 Nested dataclasses are set with dotted keys on the command line (`model.hidden_size=128`) or nested maps in YAML.
+A field that takes a name or a dataclass (`template: str | Template`) takes either: a mapping given after a
+mapping updates its keys, after a name it replaces the name (`template.prefix=...` after `template: deepscaler`
+is a template with the defaults and that prefix, not DeepScaleR's text with it).
 """
 
 from __future__ import annotations
@@ -53,24 +56,32 @@ def _merge(base: dict[str, Any], new: dict[str, Any], cls: type, where: str) -> 
     for key, value in new.items():
         if key not in fields:
             raise ValueError(f"{where}: unknown key {key!r} for {cls.__name__}; known: {', '.join(fields)}")
-        inner = hints[key]
-        if dataclasses.is_dataclass(inner) and isinstance(value, dict):
-            out[key] = _merge(out.get(key) or {}, value, inner, where)  # type: ignore[arg-type]
+        inner = _dataclass_in(hints[key])
+        if inner is not None and isinstance(value, dict) and isinstance(out.get(key) or {}, dict):
+            out[key] = _merge(out.get(key) or {}, value, inner, where)
         else:
             out[key] = value
     return out
 
 
 def build(cls: type[C], values: dict[str, Any], where: str) -> C:
-    """An instance of dataclass `cls` from plain values, each checked against its field's type."""
+    """An instance of dataclass `cls` from plain values, each checked against its field's type; what the class
+    itself refuses (its `__post_init__`) is reported with `where` too."""
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for name, value in values.items():
-        kwargs[name] = _coerce(value, hints[name], f"{where}.{name}")
-    return cls(**kwargs)
+        if name not in hints:
+            raise ValueError(f"{where}: unknown key {name!r} for {cls.__name__}; known: {', '.join(hints)}")
+        kwargs[name] = coerce(value, hints[name], f"{where}.{name}")
+    try:
+        return cls(**kwargs)
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None
 
 
-def _coerce(value: Any, hint: Any, where: str) -> Any:
+def coerce(value: Any, hint: Any, where: str) -> Any:
+    """`value` (as YAML reads it) checked against the type `hint` and converted where YAML is loose (ints for
+    floats, mappings for dataclasses); a ValueError naming `where` if it does not fit."""
     origin = typing.get_origin(hint)
     if hint is Any:
         return value
@@ -79,15 +90,16 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             raise ValueError(f"{where}: expected a mapping, got {value!r}")
         return build(hint, value, where)  # type: ignore[arg-type]
     if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(hint)
-        if value is None and type(None) in options:
+        options = [o for o in typing.get_args(hint) if o is not type(None)]
+        if value is None and len(options) < len(typing.get_args(hint)):
             return None
+        # the option of the value's own kind first, so its error is the one reported (`str | Template` given a
+        # mapping says what is wrong with the mapping, not "expected str")
+        options.sort(key=lambda option: not _same_kind(value, option))
         errors = []
         for option in options:
-            if option is type(None):
-                continue
             try:
-                return _coerce(value, option, where)
+                return coerce(value, option, where)
             except ValueError as e:
                 errors.append(str(e))
         raise ValueError(errors[0] if errors else f"{where}: invalid value {value!r}")
@@ -100,7 +112,7 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         if not isinstance(value, list | tuple):
             raise ValueError(f"{where}: expected a list, got {value!r}")
         (item,) = typing.get_args(hint)[:1] or (Any,)
-        items = [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+        items = [coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
         return items if origin is list else tuple(items)
     if origin is dict:
         if not isinstance(value, dict):
@@ -118,6 +130,24 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     if (isinstance(hint, type) and not isinstance(value, hint)) or (hint is int and isinstance(value, bool)):
         raise ValueError(f"{where}: expected {getattr(hint, '__name__', hint)}, got {value!r}")
     return value
+
+
+def _dataclass_in(hint: Any) -> type | None:
+    """The dataclass a field holds (`TinyModel`, or `Template` in `str | Template`), if any: a mapping given for
+    it is merged key by key, so `template.prefix=...` after a preset's mapping keeps the preset's other keys."""
+    if dataclasses.is_dataclass(hint):
+        return hint  # type: ignore[return-value]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        found = [o for o in typing.get_args(hint) if dataclasses.is_dataclass(o)]
+        return found[0] if len(found) == 1 else None  # type: ignore[return-value]
+    return None
+
+
+def _same_kind(value: Any, hint: Any) -> bool:
+    """Whether `value` is the kind of thing `hint` describes: a mapping for a dataclass or dict, else its type."""
+    if isinstance(value, dict):
+        return dataclasses.is_dataclass(hint) or typing.get_origin(hint) is dict
+    return isinstance(hint, type) and isinstance(value, hint)
 
 
 def to_dict(config: Any) -> dict[str, Any]:

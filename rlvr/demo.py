@@ -87,6 +87,7 @@ def table(before: dict[str, float], after: dict[str, float]) -> str:
 def run(args: argparse.Namespace) -> int:
     from rlvr.config import load_config
     from rlvr.data.registry import load_dataset
+    from rlvr.eval.accuracy import protocol
     from rlvr.recipes import find_recipe
     from rlvr.report.plots import plot_run
     from rlvr.train import rl, sft
@@ -119,7 +120,9 @@ def run(args: argparse.Namespace) -> int:
         f"[2/4] held-out evaluation: {len(problems)} problems × {settings[0]} samples, temperature {settings[1]:g}"
     )
     before = evaluate(out / "sft" / "final", problems, *settings)
-    say(f"      accuracy after SFT: {100 * before['accuracy']:.1f}%")
+    say(
+        f"      accuracy after SFT: {100 * before['accuracy']:.1f}% ({protocol(settings[0], settings[1], len(problems))})"
+    )
     say(f"[3/4] GRPO with the verifier's reward → {out / 'rl'}")
     rl_figures = rl.run(rl_config, progress=progress)
     say("[4/4] held-out evaluation of the GRPO model, plots, report")
@@ -157,8 +160,9 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(before_after)
     print(
-        f"\nheld-out accuracy {100 * before['accuracy']:.1f}% after SFT → {100 * after['accuracy']:.1f}% after GRPO "
-        f"({figures['gain_points']:+.1f} points) in {seconds / 60:.1f} min"
+        f"\nheld-out accuracy ({protocol(settings[0], settings[1], len(problems))}) {100 * before['accuracy']:.1f}% "
+        f"after SFT → {100 * after['accuracy']:.1f}% after GRPO ({figures['gain_points']:+.1f} points) in "
+        f"{seconds / 60:.1f} min"
     )
     print(f"report: {out / 'report.md'}   plots: {out / 'plots'}")
     return 0

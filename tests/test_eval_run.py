@@ -83,7 +83,8 @@ def tiny(tmp_path_factory) -> tuple[Path, object]:
 
 
 TINY_ARGS = ["--benchmarks", "arith_test", "--limit", "8", "--n", "2", "--max-new-tokens", "16"]
-TINY_ARGS += ["--template", "plain", "--chunk", "3", "--workers", "0", "--no-progress"]
+# 3 problems per chunk: 3 x 2 x (26 prompt tokens + 16) = 252 <= 300 < 4 x 2 x 42
+TINY_ARGS += ["--template", "plain", "--chunk-tokens", "300", "--workers", "0", "--no-progress"]
 
 
 def test_eval_of_a_tiny_model_end_to_end_then_resume_is_a_no_op(tiny, tmp_path, capsys) -> None:
@@ -103,7 +104,8 @@ def test_eval_of_a_tiny_model_end_to_end_then_resume_is_a_no_op(tiny, tmp_path, 
     results = json.loads((out / "results.json").read_text())
     assert results["benchmarks"]["arith_test"]["problems"] == 8
     assert results["benchmarks"]["arith_test"]["samples"] == 16
-    assert results["settings"]["chunk"] == 3 and results["settings"]["engine"] == "fast"
+    assert results["settings"]["chunk_tokens"] == 300 and results["settings"]["engine"] == "fast"
+    assert "Sampling: n=2 at T=0.6 top_p=0.95, at most 16 new tokens, template plain." in printed
     assert "| Model | arith_test | Avg |" in (out / "results.md").read_text()
 
     before = (out / "arith_test.samples.jsonl").read_bytes()
@@ -112,15 +114,15 @@ def test_eval_of_a_tiny_model_end_to_end_then_resume_is_a_no_op(tiny, tmp_path, 
     assert (out / "arith_test.samples.jsonl").read_bytes() == before  # all complete: nothing sampled again
 
 
-def test_resume_after_a_cut_line_and_a_half_written_chunk_equals_an_uninterrupted_run(tiny, tmp_path) -> None:
+def test_resume_after_a_cut_line_equals_an_uninterrupted_run(tiny, tmp_path) -> None:
     path, _ = tiny
     full, cut = tmp_path / "full", tmp_path / "cut"
     assert eval_run.run(parse(eval_run, [str(path), *TINY_ARGS, "--out", str(full)])) == 0
     lines = (full / "arith_test.samples.jsonl").read_bytes().splitlines(keepends=True)
     cut.mkdir()
     shutil.copy(full / "eval_config.json", cut / "eval_config.json")
-    # chunk 0 (problems 0-2) whole, chunk 1 with problem 3 complete and half a line of problem 4
-    partial = b"".join(lines[:8]) + lines[8][: len(lines[8]) // 2]
+    # chunk 0 (problems 0-2) whole, then half a line of chunk 1 (the kill landed in its write)
+    partial = b"".join(lines[:6]) + lines[6][: len(lines[6]) // 2]
     (cut / "arith_test.samples.jsonl").write_bytes(partial)
     assert read_samples(cut / "arith_test.samples.jsonl")[1]  # the cut is seen
     assert eval_run.run(parse(eval_run, [str(path), *TINY_ARGS, "--out", str(cut)])) == 0
@@ -154,7 +156,7 @@ from rlvr.eval.evaluate import EvalSettings, sample_and_grade
 from rlvr.models.tokenizer import build_tiny_tokenizer
 tok = build_tiny_tokenizer()
 engine = ScriptedEngine(tok, seeded_script, delay=0.2)
-settings = EvalSettings(n=3, template="plain", chunk=1, seed=5)
+settings = EvalSettings(n=3, template="plain", chunk_tokens=1, seed=5)
 sample_and_grade(read_problems({data!r}), settings, tok, engine, Path({out!r}))
 """
 
@@ -163,7 +165,7 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(tiny, tmp_path) -> None
     _, tokenizer = tiny
     data = problems_file(tmp_path / "problems.jsonl", 20)
     problems = read_problems(data)
-    settings = EvalSettings(n=3, template="plain", chunk=1, seed=5)
+    settings = EvalSettings(n=3, template="plain", chunk_tokens=1, seed=5)  # one problem per chunk
     full = tmp_path / "full.jsonl"
     expected = sample_and_grade(problems, settings, tokenizer, ScriptedEngine(tokenizer, seeded_script), full)
     killed = tmp_path / "killed.jsonl"

@@ -20,7 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     show = sub.add_parser("show", help="print a few records of a set")
     show.add_argument("name")
     show.add_argument("--n", type=int, default=3, help="how many records (default 3)")
-    show.add_argument("--template", help="also show the prompt of this template (messages)")
+    show.add_argument(
+        "--template", help="also show the prompt of this template (a name or an inline mapping), as messages"
+    )
     show.add_argument("--datasets", help="a YAML of your own registered sets")
     fetch = sub.add_parser("fetch", help="download a registered set into the cache and verify it")
     fetch.add_argument("name")
@@ -56,12 +58,16 @@ def _ls(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from rlvr.data.templates import messages
+    from rlvr.data.templates import messages, parse, resolve
 
+    template = parse(args.template) if args.template else None
     for p in registry.load_dataset(args.name, _user_specs(args))[: args.n]:
         print(json.dumps(p.to_dict(), ensure_ascii=False, indent=2))
-        if args.template:
-            print(json.dumps(messages(args.template, p.problem), ensure_ascii=False, indent=2))
+        if template is not None:
+            chat = messages(template, p.problem)
+            if resolve(template).prefix:  # where the model's answer starts
+                chat.append({"role": "assistant", "content": resolve(template).prefix})
+            print(json.dumps(chat, ensure_ascii=False, indent=2))
     return 0
 
 

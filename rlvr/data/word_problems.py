@@ -21,8 +21,34 @@ import random
 from rlvr.data.schema import Problem
 from rlvr.data.synthetic import SPLITS, TEST_PERCENT, uniform_below
 
-NAMES = ("Tom", "Anna", "Sam", "Lily", "Ben", "Mia", "Jack", "Emma", "Leo", "Zoe", "Max", "Ella", "Noah", "Ava")
-ITEMS = ("apples", "marbles", "stickers", "books", "cookies", "pencils", "cards", "coins", "shells", "balloons")
+NAMES = (
+    "Tom",
+    "Anna",
+    "Sam",
+    "Lily",
+    "Ben",
+    "Mia",
+    "Jack",
+    "Emma",
+    "Leo",
+    "Zoe",
+    "Max",
+    "Ella",
+    "Noah",
+    "Ava",
+)
+ITEMS = (
+    "apples",
+    "marbles",
+    "stickers",
+    "books",
+    "cookies",
+    "pencils",
+    "cards",
+    "coins",
+    "shells",
+    "balloons",
+)
 GAIN = ("{name} buys {k} more {item}.", "{name} finds {k} more {item}.", "A friend gives {name} {k} {item}.")
 LOSS = ("{name} gives {k} {item} to a friend.", "{name} loses {k} {item}.", "{name} gives away {k} {item}.")
 GROUPS = ("{name} buys {g} bags with {k} {item} in each.", "{name} gets {g} boxes of {k} {item}.")
@@ -67,7 +93,9 @@ def make_story(rng: random.Random, steps: int, size: int = 10, groups: bool = Fa
     return " ".join(sentences), "\n".join(lines), count
 
 
-def make_problems(split: str, count: int, seed: int = 0, max_steps: int = 3, size: int = 10, groups: bool = False) -> list[Problem]:
+def make_problems(
+    split: str, count: int, seed: int = 0, max_steps: int = 3, size: int = 10, groups: bool = False
+) -> list[Problem]:
     """`count` distinct problems of `split`, 1..`max_steps` events each (uniform), the same on any Python."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")

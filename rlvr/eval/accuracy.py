@@ -1,6 +1,10 @@
 """Held-out accuracy of the live model during training: sample answers to problems through a rollout engine and
 grade them with rlvr's verifier. The quick check SFT and RL log; `rlvr eval` is the full protocol (pass@k, cons@k,
-confidence intervals, resumable per-sample records)."""
+confidence intervals, resumable per-sample records).
+
+An accuracy means little without how it was sampled (the same model scores far apart greedy and at T=1), so
+every figure here carries its n and temperature, and `protocol` is the one wording of them that sft, train, the
+demo and `rlvr eval` print next to an accuracy."""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlvr.data.schema import Problem
-from rlvr.data.templates import render
+from rlvr.data.templates import Template, render, resolve, response
 from rlvr.rewards.math import verify
 from rlvr.rollout.types import Rollout, SamplingParams
 
@@ -21,6 +25,36 @@ class Accuracy:
     truncated: float  # share that hit max_new_tokens
     rollouts: list[Rollout]
     correct: list[bool]
+    n: int  # samples per problem
+    temperature: float  # 0: greedy
+
+    def figures(self, prefix: str = "eval/") -> dict[str, float]:
+        """What a metrics log records of it: accuracy and truncation with the n and temperature behind them."""
+        return {
+            f"{prefix}accuracy": self.accuracy,
+            f"{prefix}truncated": self.truncated,
+            f"{prefix}problems": self.samples // self.n,
+            f"{prefix}n": self.n,
+            f"{prefix}temperature": self.temperature,
+        }
+
+    def describe(self) -> str:
+        """`44.5% (T=0 greedy, 200 problems x 1)`."""
+        return f"{100 * self.accuracy:.1f}% ({protocol(self.n, self.temperature, self.samples // self.n)})"
+
+
+def protocol(n: int, temperature: float, problems: int | None = None, top_p: float = 1.0) -> str:
+    """How an accuracy was sampled, in the words every command prints: `T=0 greedy, 200 problems x 1`,
+    `T=0.6 top_p=0.95, n=16`."""
+    how = sampling_words(temperature, top_p)
+    return f"{how}, {problems} problems x {n}" if problems is not None else f"{how}, n={n}"
+
+
+def sampling_words(temperature: float, top_p: float = 1.0) -> str:
+    """`T=0 greedy`, `T=1`, `T=0.6 top_p=0.95`."""
+    if temperature == 0:
+        return "T=0 greedy"
+    return f"T={temperature:g}" + (f" top_p={top_p:g}" if top_p < 1 else "")
 
 
 def heldout_accuracy(
@@ -28,7 +62,7 @@ def heldout_accuracy(
     tokenizer: Any,
     problems: list[Problem],
     *,
-    template: str,
+    template: str | Template,
     max_new_tokens: int,
     n: int = 1,
     temperature: float = 0.0,
@@ -37,21 +71,24 @@ def heldout_accuracy(
     final_form: bool = False,
 ) -> Accuracy:
     """Accuracy of `n` samples per problem (greedy by default) on the fast engine unless `engine` is given.
-    final_form: graded as `verify(final_form=...)`, the set's rule (`rlvr.data.registry.final_form`)."""
+    final_form: graded as `verify(final_form=...)`, the set's rule (`rlvr.data.registry.final_form`).
+    Graded on the template's prefix + each completion (`rlvr.data.templates.response`)."""
     if engine is None:
         from rlvr.rollout.fast import FastEngine
 
         engine = FastEngine(model, tokenizer)
+    t = resolve(template)
     was_training = model.training
     model.eval()
     try:
-        prompts = [render(template, p.problem, tokenizer) for p in problems]
+        prompts = [render(t, p.problem, tokenizer) for p in problems]
         params = SamplingParams(n=n, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed)
         rollouts = engine.generate(prompts, params)
     finally:
         model.train(was_training)
     correct = [
-        verify(r.text, problems[r.prompt_index].answer, final_form=final_form).correct for r in rollouts
+        verify(response(t, r.text), problems[r.prompt_index].answer, final_form=final_form).correct
+        for r in rollouts
     ]
     count = max(1, len(rollouts))
     return Accuracy(
@@ -61,4 +98,6 @@ def heldout_accuracy(
         truncated=sum(r.finish_reason == "length" for r in rollouts) / count,
         rollouts=rollouts,
         correct=correct,
+        n=n,
+        temperature=temperature,
     )

@@ -1,38 +1,51 @@
 """Sample n responses per problem, grade them, and keep every graded sample on disk as it is made, resumably.
 
 The loop `rlvr eval` and `rlvr sample` share, and that the RL trainer and the demo call: problems go to the rollout
-engine in fixed chunks (`EvalSettings.chunk` problems per `generate` call); each chunk's samples are graded by the
-verifier and appended to a JSONL file (one line per sample, see `SampleRecord` for the fields) in one write,
-then flushed and fsynced. A killed run is resumed by running it again: the file is read back, a truncated last line
-(the kill landed mid-write) is dropped, chunks whose problems all have their n samples are kept, and the rest are
-sampled again from their start.
+engine in chunks sized by a token budget (`plan_chunks`: problems x n x (longest prompt + max_new_tokens) at most
+`EvalSettings.chunk_tokens`, a small budget on a CPU so that a chunk takes about a minute, a large one on a GPU);
+each chunk's samples are graded by the verifier and appended to a JSONL file (one line per sample, see
+`SampleRecord` for the fields) in one write, then flushed and fsynced. A killed run is resumed by running it again:
+the file is read back, a truncated last line (the kill landed mid-write) is dropped, every problem that has its n
+samples is kept, and only the others are sampled. The same holds under another --limit: a rerun with a smaller
+one answers from the file alone, a larger one samples only the problems beyond.
 
-Reproducibility: chunk c's sampling seed is derived from (seed, index of its first problem), and its prompts are
-always the same problems, so a resumed run writes the samples an uninterrupted one would (same engine, same
-machine: GPU kernels may still differ in the last bits). Per-problem seeds would need one `generate` call per
-problem, which starves a GPU of batch; a chunk is the unit of both batching and resumption.
+Reproducibility: chunk boundaries depend only on the problems before them (a smaller limit gives a prefix of the
+same chunks), and chunk c's sampling seed is derived from (seed, index of its first problem), so a resumed run
+writes the samples an uninterrupted one would (same engine, same budget, same machine: GPU kernels may still differ
+in the last bits), except for a chunk the kill cut mid-write: its remaining problems are sampled as a smaller batch,
+which draws other random numbers. Per-problem seeds would need one `generate` call per problem, which starves a GPU
+of batch; a chunk is the unit of batching, a problem the unit of resumption.
 
-It does not load models or benchmarks (the commands do), and `settings_file` only compares settings: what a
-mismatch means is the caller's to say.
+What must match for a rerun to reuse the file is `EvalSettings.identity` (n, sampling, max tokens, template, seed;
+the callers add the model and engine): `settings_file` refuses a rerun with others, in one line. The limit and the
+token budget are not part of it: they change which problems are sampled and how they are batched, not what one
+sample is. It does not load models or benchmarks (the commands do).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 from rlvr.data.schema import Problem
-from rlvr.data.templates import render
+from rlvr.data.templates import Template, render, resolve, response
 from rlvr.eval.metrics import BenchmarkSummary, SampleRecord, summarize
 from rlvr.io import atomic_write
 from rlvr.rewards.math import Verdict, verify
 from rlvr.rollout.types import Rollout, RolloutEngine, SamplingParams
 
-CHUNK_ROWS = 512  # sequences per generate call when EvalSettings.chunk is 0 (auto): problems = 512 // n
+# tokens per generate call (problems x n x (prompt + max_new_tokens)) when EvalSettings.chunk_tokens is 0:
+# 4K on a CPU. Decoding reads every weight once per step, so a step of B rows costs about t0 + B * c: for
+# SmolLM2-135M (fp32, fast engine, 2 cores) c is ~8.5 ms a row (a batched forward: 17 CPU-ms per token) and t0 tens
+# of ms on idle cores (an estimate: the 2 shared cores it was measured on ran ~1 s a step). 4K tokens is ~10
+# problems x (150 prompt + 256 new tokens), ~35 s a chunk; on a busy machine several times that.
+CPU_CHUNK_TOKENS = 1 << 12
+GPU_CHUNK_TOKENS = 1 << 24  # 16M: 512 sequences of 32K, one vLLM call's worth
 
 
 class Grader(Protocol):
@@ -71,21 +84,22 @@ class EvalSettings:
     top_p: float = 0.95
     top_k: int = 0  # 0: off
     max_new_tokens: int = 32768  # the protocol's 32K; engines clip it to the model's context
-    template: str = "deepscaler"  # prompt template (rlvr.data.templates); the tiny world's is "plain"
+    template: str | Template = "deepscaler"  # a name or an inline template (rlvr.data.templates)
     seed: int = 0  # chunk c samples with seed * 1_000_003 + (index of its first problem)
     limit: int | None = None  # only the first `limit` problems of each set
-    chunk: int = 0  # problems per generate call; 0: max(1, CHUNK_ROWS // n)
+    chunk_tokens: int = 0  # per generate call: problems x n x (prompt + max_new_tokens); 0: by device
 
     def __post_init__(self) -> None:
-        if self.n < 1 or self.chunk < 0 or (self.limit is not None and self.limit < 1):
+        if self.n < 1 or self.chunk_tokens < 0 or (self.limit is not None and self.limit < 1):
             raise ValueError(
-                f"need n >= 1, chunk >= 0, limit >= 1: got {self.n=} {self.chunk=} {self.limit=}"
+                f"need n >= 1, chunk_tokens >= 0, limit >= 1: got {self.n=} {self.chunk_tokens=} {self.limit=}"
             )
+        resolve(self.template)  # an unknown name fails here, before anything is loaded
         self.sampling(0)  # SamplingParams checks the rest
 
-    @property
-    def problems_per_chunk(self) -> int:
-        return self.chunk or max(1, CHUNK_ROWS // self.n)
+    def on_device(self, gpu: bool) -> EvalSettings:
+        """These settings with the token budget of a GPU or a CPU run when it is 0 (auto)."""
+        return self if self.chunk_tokens else replace(self, chunk_tokens=chunk_tokens_for(gpu))
 
     def sampling(self, first_problem: int) -> SamplingParams:
         """The sampling parameters of the chunk that starts at problem `first_problem`."""
@@ -98,26 +112,47 @@ class EvalSettings:
             seed=self.seed * 1_000_003 + first_problem,
         )
 
+    def identity(self) -> dict[str, Any]:
+        """What a stored sample depends on, as a run's settings file keeps it: all but the limit and the budget."""
+        return {k: v for k, v in asdict(self).items() if k not in ("limit", "chunk_tokens")}
+
     def to_dict(self) -> dict[str, Any]:
-        """As stored in a run's settings file, with the chunk size resolved (it decides the samples)."""
-        return {**asdict(self), "chunk": self.problems_per_chunk}
+        return asdict(self)
+
+
+def chunk_tokens_for(gpu: bool) -> int:
+    """The default token budget per generate call on a GPU or a CPU."""
+    return GPU_CHUNK_TOKENS if gpu else CPU_CHUNK_TOKENS
+
+
+def plan_chunks(prompt_tokens: Sequence[int], n: int, max_new_tokens: int, budget: int) -> list[range]:
+    """Consecutive problems per generate call: each chunk takes problems while problems x n x (its longest prompt
+    + max_new_tokens) stays within `budget` (a padded batch costs its longest row), and at least one. A chunk's
+    end depends only on the problems up to it, so the chunks of the first k problems are a prefix of these."""
+    chunks: list[range] = []
+    start, longest = 0, 0
+    for i, tokens in enumerate(prompt_tokens):
+        wider = max(longest, tokens)
+        if i > start and (i + 1 - start) * n * (wider + max_new_tokens) > budget:
+            chunks.append(range(start, i))
+            start, wider = i, tokens
+        longest = wider
+    if start < len(prompt_tokens):
+        chunks.append(range(start, len(prompt_tokens)))
+    return chunks
 
 
 def settings_file(path: Path, settings: Mapping[str, Any]) -> None:
-    """Write `settings` to `path`, or check that the run already there used the same ones (ValueError if not)."""
+    """Write `settings` to `path`, or check that the run already there used the same ones (ValueError if not).
+    Keys the stored file has and `settings` lacks (an older rlvr's) are not compared."""
     wanted = json.loads(json.dumps(dict(settings)))  # as it reads back: tuples become lists
     if path.exists():
         stored = json.loads(path.read_text(encoding="utf-8"))
-        keys = sorted(set(stored) | set(wanted))
-        differ = [
-            f"{k}={stored.get(k)!r} there, {wanted.get(k)!r} now"
-            for k in keys
-            if stored.get(k) != wanted.get(k)
-        ]
+        differ = [f"{k}={stored.get(k)!r} there, {v!r} now" for k, v in wanted.items() if stored.get(k) != v]
         if differ:
             raise ValueError(
-                f"{path.parent} holds a run with other settings ({'; '.join(differ)}); "
-                "use another output directory, or delete this one to start over"
+                f"{path.parent} holds samples drawn with other settings ({'; '.join(differ)}); "
+                "use another --out, or delete that directory to start over"
             )
         return
     with atomic_write(path) as f:
@@ -148,40 +183,38 @@ def sample_and_grade(
     """Graded samples of `problems` (after `limit`), ordered by problem, then sample index.
 
     path: the samples JSONL to resume from and append to (None: keep nothing, start from scratch).
-    engine: asked only for the chunks not on disk yet (wrap a costly one in `LazyEngine`).
-    tokenizer: renders the prompts (`settings.template`). grader: default, `verify` in this process.
-    progress: a label for a tqdm bar on stderr (None: no bar).
+    engine: asked only for the problems not on disk yet (wrap a costly one in `LazyEngine`).
+    tokenizer: renders the prompts (`settings.template`) and counts their tokens for the budget (None: a raw
+    template, counted in characters). grader: default, `verify` in this process.
+    progress: a label for a bar over problems with its ETA on stderr (None: none; no terminal: none either).
     """
     problems = select(problems, settings)
-    size = settings.problems_per_chunk
-    chunks = [problems[start : start + size] for start in range(0, len(problems), size)]
-    kept: list[list[SampleRecord] | None] = [None] * len(chunks)
-    if path is not None:
-        kept = _resume(path, chunks, settings.n)
+    template = resolve(settings.template)
+    prompts = [render(template, p.problem, tokenizer) for p in problems]
+    budget = settings.chunk_tokens or chunk_tokens_for(_cuda())
+    chunks = plan_chunks(_token_counts(tokenizer, prompts), settings.n, settings.max_new_tokens, budget)
+    done = _resume(path, settings.n) if path is not None else {}
     grader = grader or InProcess()
-    bar = None
-    if progress is not None:
-        from tqdm import tqdm
+    from tqdm import tqdm
 
-        done = sum(len(c) for c, k in zip(chunks, kept, strict=True) if k is not None)
-        bar = tqdm(total=len(problems), initial=done, desc=progress, unit="problem", dynamic_ncols=True)
-    try:
-        for c, chunk in enumerate(chunks):
-            if kept[c] is not None:
+    bar = tqdm(
+        total=len(problems), initial=sum(p.id in done for p in problems), desc=progress, unit="problem",
+        disable=None if progress is not None else True, file=sys.stderr, dynamic_ncols=True,
+    )  # fmt: skip
+    with bar:
+        for chunk in chunks:
+            missing = [i for i in chunk if problems[i].id not in done]
+            if not missing:
                 continue
-            rollouts = engine.generate(
-                [render(settings.template, p.problem, tokenizer) for p in chunk], settings.sampling(c * size)
-            )
-            records = _grade(chunk, rollouts, settings.n, grader)
+            rollouts = engine.generate([prompts[i] for i in missing], settings.sampling(chunk.start))
+            part = [problems[i] for i in missing]
+            records = _grade(part, rollouts, settings.n, grader, template)
             if path is not None:
-                _append(path, [_line(r, chunk[i // settings.n].answer) for i, r in enumerate(records)])
-            kept[c] = records
-            if bar is not None:
-                bar.update(len(chunk))
-    finally:
-        if bar is not None:
-            bar.close()
-    return [record for chunk_records in kept for record in chunk_records or []]
+                _append(path, [_line(r, part[k // settings.n].answer) for k, r in enumerate(records)])
+            for k, p in enumerate(part):
+                done[p.id] = records[k * settings.n : (k + 1) * settings.n]
+            bar.update(len(missing))
+    return [record for p in problems for record in done[p.id]]
 
 
 def evaluate(
@@ -203,6 +236,8 @@ def evaluate(
         from rlvr.rollout.fast import FastEngine
 
         engine = FastEngine(model, tokenizer)
+    if model is not None:
+        settings = settings.on_device(next(model.parameters()).device.type == "cuda")
     was_training = bool(getattr(model, "training", False))
     if model is not None:
         model.eval()
@@ -254,40 +289,42 @@ def to_record(obj: Mapping[str, Any]) -> SampleRecord:
 # --- helpers -----------------------------------------------------------------------------------------------
 
 
-def _resume(path: Path, chunks: list[list[Problem]], n: int) -> list[list[SampleRecord] | None]:
-    """Per chunk, its records when the file holds all of them, else None. Rewrites the file to exactly the kept
-    chunks when it held anything else (a cut line, a chunk only partly written), so appends continue cleanly."""
+def _resume(path: Path, n: int) -> dict[str, list[SampleRecord]]:
+    """The records of every problem the file holds all n samples of, by problem id (whatever the limit: a problem
+    beyond it is kept for a later run). Rewrites the file to exactly those when it held anything else (a cut
+    line, a problem only partly written), so appends continue cleanly."""
     if not path.exists():
-        return [None] * len(chunks)
+        return {}
     lines, cut = read_samples(path)
     by_problem: dict[str, dict[int, dict[str, Any]]] = {}
     for obj in lines:
         by_problem.setdefault(str(obj["problem_id"]), {})[int(obj["sample_index"])] = obj
-    kept: list[list[SampleRecord] | None] = []
+    done: dict[str, list[SampleRecord]] = {}
     kept_lines = []
-    for chunk in chunks:
-        samples = [by_problem.get(p.id, {}) for p in chunk]
-        if all(sorted(s) == list(range(n)) for s in samples):
-            ordered = [s[j] for s in samples for j in range(n)]
-            kept.append([to_record(obj) for obj in ordered])
+    for problem, samples in by_problem.items():
+        if sorted(samples) == list(range(n)):
+            ordered = [samples[j] for j in range(n)]
+            done[problem] = [to_record(obj) for obj in ordered]
             kept_lines += ordered
-        else:
-            kept.append(None)
     if cut or len(kept_lines) != len(lines):
         with atomic_write(path) as f:
             f.writelines(json.dumps(obj, ensure_ascii=False) + "\n" for obj in kept_lines)
-    return kept
+    return done
 
 
-def _grade(chunk: list[Problem], rollouts: list[Rollout], n: int, grader: Grader) -> list[SampleRecord]:
+def _grade(
+    chunk: list[Problem], rollouts: list[Rollout], n: int, grader: Grader, template: Template
+) -> list[SampleRecord]:
+    """Records of one chunk's rollouts, graded and stored as the model wrote them: prefix + completion."""
     if len(rollouts) != len(chunk) * n:
         raise RuntimeError(f"the engine returned {len(rollouts)} completions for {len(chunk)} prompts x {n}")
-    verdicts = grader.grade([(r.text, chunk[i // n].answer) for i, r in enumerate(rollouts)])
+    texts = [response(template, r.text) for r in rollouts]
+    verdicts = grader.grade([(text, chunk[i // n].answer) for i, text in enumerate(texts)])
     return [
         SampleRecord(
             problem_id=chunk[i // n].id,
             sample_index=i % n,
-            text=r.text,
+            text=texts[i],
             extracted=v.extracted,
             correct=v.correct,
             length=len(r.completion_ids),
@@ -295,6 +332,19 @@ def _grade(chunk: list[Problem], rollouts: list[Rollout], n: int, grader: Grader
         )
         for i, (r, v) in enumerate(zip(rollouts, verdicts, strict=True))
     ]
+
+
+def _token_counts(tokenizer: Any, prompts: list[str]) -> list[int]:
+    """Prompt lengths in tokens, as the engines encode them (characters without a tokenizer)."""
+    if tokenizer is None or not prompts:
+        return [len(p) for p in prompts]
+    return [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _line(record: SampleRecord, gold: str) -> dict[str, Any]:

@@ -34,7 +34,7 @@ class SampleRecord:
 
     problem_id: str
     sample_index: int  # 0-based position among the problem's samples; maj@k votes over the k lowest
-    text: str  # the response only, no prompt
+    text: str  # the response, no prompt: the template's prefix (if any), then the completion
     extracted: str | None  # the answer the verifier took from `text` (None: it found none)
     correct: bool
     length: int  # response tokens

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from rlvr.data.schema import Problem
+from rlvr.eval.accuracy import sampling_words
 from rlvr.eval.evaluate import EvalSettings, Grader, LazyEngine, sample_and_grade, settings_file
 from rlvr.eval.metrics import BenchmarkSummary, comparison_table, markdown_table, summarize
 from rlvr.io import atomic_write
@@ -32,16 +33,24 @@ Defaults follow the public recipes' protocol: --n {DEFAULTS.n}, --temperature {D
 {DEFAULTS.top_p}, --max-new-tokens {DEFAULTS.max_new_tokens} (clipped to the model's context), --template \
 {DEFAULTS.template} (DeepScaleR's "Let's think step by step ... \\boxed{{}}" in the model's chat template).
 A benchmark is a registered set (`rlvr data ls`) or a problem file, named by its file stem.
+--template takes a name (r1_zero, deepscaler, qwen_math, simplerl, plain) or an inline YAML mapping:
+  --template '{{system: "You are a careful solver.", user: "Q: {{problem}}", prefix: "<think>\\n"}}'
+(the prompt ends with the prefix; samples are stored and graded as prefix + completion).
 
 Metrics: pass@1 = mean correctness over all samples; pass@k (k = 2, 4, ... n) the unbiased estimator;
 maj@n (cons@n) the majority vote of a problem's n answers. Intervals: percentile bootstrap over problems
 (--bootstrap resamples, seeded with --seed).
 
-Resuming: problems are sampled in chunks (--chunk problems per engine call; chunk c's seed derives from --seed
-and its first problem), so a resumed run writes the very samples an uninterrupted one would.
+Chunks and resuming: problems go to the engine in chunks of at most --chunk-tokens tokens (problems x n x
+(prompt + max new tokens); default 4K on a CPU, 16M on a GPU), and each chunk's samples are saved as it ends.
+Rerun the same command after a kill, or with a smaller --limit, and the saved problems are reused: only the
+missing ones are sampled (chunk c's seed derives from --seed and its first problem, so the samples are the ones an
+uninterrupted run draws). A rerun that changes what a sample is (model, engine, n, sampling, max new tokens,
+template, seed) is refused: use another --out.
 
 examples:
-  rlvr eval runs/sft-tiny-arith/final --benchmarks arith_test --template plain --max-new-tokens 64 --n 4
+  rlvr eval runs/sft-tiny-arith/final --benchmarks arith_test --template plain --max-new-tokens 64 --n 4 \\
+      --temperature 1.0 --top-p 1.0     # the held-out protocol of `rlvr sft tiny-arith` and the demo
   rlvr eval models/DeepScaleR-1.5B --benchmarks aime24,amc23,math500 --engine vllm --out runs/eval/dsr
   rlvr eval --compare runs/eval/base runs/eval/dsr
 """
@@ -67,10 +76,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-p", type=float, default=DEFAULTS.top_p)
     parser.add_argument("--top-k", type=int, default=DEFAULTS.top_k, help="0: off")
     parser.add_argument("--max-new-tokens", type=int, default=DEFAULTS.max_new_tokens)
-    parser.add_argument("--template", default=DEFAULTS.template, help="prompt template (rlvr.data.templates)")
+    parser.add_argument(
+        "--template",
+        default=DEFAULTS.template,
+        help="a template's name, or an inline YAML mapping (see below)",
+    )
     parser.add_argument("--seed", type=int, default=DEFAULTS.seed, help="sampling and bootstrap seed")
     parser.add_argument("--limit", type=int, default=None, help="only the first LIMIT problems of each set")
-    parser.add_argument("--chunk", type=int, default=0, help="problems per engine call (default: 512 // n)")
+    parser.add_argument(
+        "--chunk-tokens",
+        type=int,
+        default=0,
+        help="tokens per engine call (default: 4K on a CPU, 16M on a GPU)",
+    )
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (0: no intervals)")
     add_engine_arguments(parser)
     parser.add_argument("--out", type=Path, default=None, help="output directory (default: runs/eval/NAME)")
@@ -112,11 +130,7 @@ def run(args: argparse.Namespace) -> int:
     from rlvr.models.registry import resolve
     from rlvr.rewards.pool import VerifierPool
 
-    settings = EvalSettings(
-        n=args.n, temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
-        max_new_tokens=args.max_new_tokens, template=args.template, seed=args.seed, limit=args.limit,
-        chunk=args.chunk,
-    )  # fmt: skip
+    settings = settings_of(args)
     label = args.name or default_label(args.model)
     out = args.out if args.out is not None else Path("runs/eval") / label.replace("/", "-")
     names = [b.strip() for b in args.benchmarks.split(",") if b.strip()]
@@ -132,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(_results(out)))
         return 0
-    print(results_markdown(label, summaries, args.metric))
+    print(results_markdown(label, summaries, args.metric, describe(settings)))
     print(f"samples and results in {out}/")
     return 0
 
@@ -155,7 +169,7 @@ def run_benchmarks(
     identity: what else must match for a rerun to resume (the model, the engine): stored in eval_config.json
     with the settings. results.json keeps the benchmarks of earlier runs into `out` that this one did not name.
     """
-    settings_file(out / "eval_config.json", {**(identity or {}), **settings.to_dict()})
+    settings_file(out / "eval_config.json", {**(identity or {}), **settings.identity()})
     summaries = {}
     for name, problems in benchmarks.items():
         records = sample_and_grade(
@@ -173,34 +187,53 @@ def run_benchmarks(
         }
         f.write(json.dumps(results, indent=2) + "\n")
     with atomic_write(out / "results.md") as f:
-        f.write(results_markdown(label, merged))
+        f.write(results_markdown(label, merged, sampling=describe(settings)))
     return merged
 
 
-def results_markdown(label: str, summaries: Mapping[str, BenchmarkSummary], metric: str = "pass@1") -> str:
-    """The recipes' table (a row for the model, `metric` per benchmark in percent, Avg), then one row of details
-    per benchmark: sizes, pass@1 with its interval, the largest pass@k, maj@n, mean lengths, truncation."""
+def describe(settings: EvalSettings) -> str:
+    """How the samples were drawn, the line under every table: `n=16 at T=0.6 top_p=0.95, at most 32768 new
+    tokens, template deepscaler`."""
+    from rlvr.data.templates import resolve
+
+    top_k = f" top_k={settings.top_k}" if settings.top_k else ""
+    return (
+        f"n={settings.n} at {sampling_words(settings.temperature, settings.top_p)}{top_k}, at most "
+        f"{settings.max_new_tokens} new tokens, template {resolve(settings.template).label}"
+    )
+
+
+def results_markdown(
+    label: str, summaries: Mapping[str, BenchmarkSummary], metric: str = "pass@1", sampling: str = ""
+) -> str:
+    """The recipes' table (a row for the model, `metric` per benchmark in percent, Avg), the `sampling` line
+    (`describe`), then one row of details per benchmark: sizes, pass@1 with its interval, the largest pass@k,
+    maj@n, mean lengths, truncation. With one sample per problem pass@1, pass@1 and maj@1 are one number: the
+    details show it once, as `accuracy`."""
+    single = all(s.samples_per_problem == 1 for s in summaries.values())
     ks = {name: 1 << (s.samples_per_problem.bit_length() - 1) for name, s in summaries.items()}  # 2^i <= n
     ns = {s.samples_per_problem for s in summaries.values()}
     k_head = str(next(iter(ks.values()))) if len(set(ks.values())) == 1 else "k"
     n_head = str(next(iter(ns))) if len(ns) == 1 else "n"
     lines = [markdown_table({label: summaries}, metric=metric)]
-    lines.append(
-        f"| Benchmark | problems | n | pass@1 | pass@{k_head} | maj@{n_head} "
-        "| len correct | len wrong | truncated |"
-    )
-    lines.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    if sampling:
+        lines.append(f"Sampling: {sampling}.\n")
+    heads = ["accuracy"] if single else ["pass@1", f"pass@{k_head}", f"maj@{n_head}"]
+    lines.append(_row(["Benchmark", "problems", "n", *heads, "len correct", "len wrong", "truncated"]))
+    lines.append(_row(["---", *["---:"] * (len(heads) + 5)]))
     for name, s in summaries.items():
         n = s.samples_per_problem
         lo, hi = s.intervals.get("pass@1", (None, None))
         ci = f" [{100 * lo:.1f}, {100 * hi:.1f}]" if lo is not None and hi is not None else ""
         top = s.metrics.get(f"pass@{ks[name]}", s.pass_at_1)
+        scores = [f"{100 * s.pass_at_1:.1f}{ci}"]
+        if not single:
+            scores += [f"{100 * top:.1f}", f"{100 * s.metrics[f'maj@{n}']:.1f}"]
         cells = [
-            name, str(s.problems), str(n), f"{100 * s.pass_at_1:.1f}{ci}", f"{100 * top:.1f}",
-            f"{100 * s.metrics[f'maj@{n}']:.1f}", _tokens(s.mean_length_correct), _tokens(s.mean_length_incorrect),
-            f"{100 * s.truncation_rate:.1f}%",
+            name, str(s.problems), str(n), *scores, _tokens(s.mean_length_correct),
+            _tokens(s.mean_length_incorrect), f"{100 * s.truncation_rate:.1f}%",
         ]  # fmt: skip
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append(_row(cells))
     return "\n".join(lines) + "\n"
 
 
@@ -235,6 +268,28 @@ def load_benchmark(name: str, datasets: str | None = None) -> list[Problem]:
     return registry.load_problems(name, registry.load_user_datasets(datasets) if datasets else None)
 
 
+def settings_of(args: argparse.Namespace) -> EvalSettings:
+    """The sampling settings the command line gives (`rlvr eval` and `rlvr sample`), with the token budget of
+    the device the engine will run on."""
+    from rlvr.data.templates import parse
+
+    settings = EvalSettings(
+        n=args.n, temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
+        max_new_tokens=args.max_new_tokens, template=parse(args.template), seed=args.seed, limit=args.limit,
+        chunk_tokens=args.chunk_tokens,
+    )  # fmt: skip
+    return settings.on_device(args.engine == "vllm" or device_of(args) != "cpu")
+
+
+def device_of(args: argparse.Namespace) -> str:
+    """--device, with auto resolved: the GPU when there is one."""
+    if args.device != "auto":
+        return str(args.device)
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def make_engine(args: argparse.Namespace, tokenizer: Any) -> Any:
     """The rollout engine --engine names, over the checkpoint args.model (loaded here, when first needed)."""
     if args.engine == "vllm":
@@ -243,15 +298,13 @@ def make_engine(args: argparse.Namespace, tokenizer: Any) -> Any:
         return VLLMEngine(
             args.model, gpu_memory_utilization=args.gpu_memory_utilization, dtype=args.dtype, seed=args.seed
         )
-    import torch
     from transformers.utils import logging
 
     from rlvr.models.checkpoint import load_model
     from rlvr.rollout import local_engine
 
     logging.disable_progress_bar()  # its "Loading weights" bar would cut through ours
-    device = args.device if args.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
-    model = load_model(args.model, dtype=args.dtype, device=device).eval()
+    model = load_model(args.model, dtype=args.dtype, device=device_of(args)).eval()
     settings = {"max_batch": args.max_batch} if args.engine == "fast" else {}
     return local_engine(args.engine, model, tokenizer, **settings)
 
@@ -275,7 +328,22 @@ def _compare(args: argparse.Namespace) -> int:
     names = (label_a, label_b) if label_a != label_b else tuple(str(d) for d in args.compare)
     print(f"{args.metric}, percent (A = {args.compare[0]}, B = {args.compare[1]}):\n")
     print(comparison_table(a, b, names=(names[0], names[1]), metric=args.metric))
+    for side, run_dir in zip("AB", args.compare, strict=True):
+        stored = _results(Path(run_dir)).get("settings", {})
+        try:
+            print(f"{side}: {describe(stored_settings(stored))}")
+        except (TypeError, ValueError):  # an older rlvr's results: its settings as stored
+            print(f"{side}: {json.dumps(stored)}")
     return 0
+
+
+def stored_settings(stored: Mapping[str, Any]) -> EvalSettings:
+    """The `EvalSettings` of a results.json's `settings` (the keys that are fields; an inline template back
+    from its mapping)."""
+    from rlvr.config import build
+
+    fields = {k: v for k, v in stored.items() if k in EvalSettings.__dataclass_fields__}
+    return build(EvalSettings, fields, "results.json settings")
 
 
 def _results(run_dir: Path) -> dict[str, Any]:
@@ -289,6 +357,10 @@ def _results(run_dir: Path) -> dict[str, Any]:
 def source_name(data: str) -> str:
     """A set's name: a registered set's own, a file's stem (as `rlvr data prepare` names its sources)."""
     return Path(data).stem if Path(data).exists() else data
+
+
+def _row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
 
 
 def _tokens(value: float | None) -> str:

@@ -12,7 +12,8 @@ them; --id-prefix overrides SOURCE (a source with its own `name:`), and --id-pre
 
 What goes to sft.jsonl: responses the verifier grades correct that ended on their own (a correct answer followed
 by a cut-off ramble teaches the model not to stop), as `{id, problem, response, answer}`, what `rlvr sft
-data=OUT/sft.jsonl` reads; train with the same template the samples were drawn with.
+data=OUT/sft.jsonl` reads; train with the same template the samples were drawn with. A response begins with the
+template's prefix (`<think>\n`), as it was graded; SFT with that template takes the prefix as prompt, not target.
 """
 
 from __future__ import annotations
@@ -25,9 +26,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rlvr.data.schema import Problem
+from rlvr.eval.accuracy import sampling_words
 from rlvr.eval.evaluate import EvalSettings, Grader, LazyEngine, sample_and_grade, select, settings_file
 from rlvr.eval.metrics import SampleRecord
-from rlvr.eval.run import add_engine_arguments, default_label, load_benchmark, make_engine, source_name
+from rlvr.eval.run import (
+    add_engine_arguments,
+    default_label,
+    load_benchmark,
+    make_engine,
+    settings_of,
+    source_name,
+)
 from rlvr.io import atomic_write
 from rlvr.rollout.types import RolloutEngine
 
@@ -61,10 +70,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-p", type=float, default=1.0)
     parser.add_argument("--top-k", type=int, default=0, help="0: off")
     parser.add_argument("--max-new-tokens", type=int, default=EvalSettings().max_new_tokens)
-    parser.add_argument("--template", default=EvalSettings().template, help="prompt template")
+    parser.add_argument(
+        "--template",
+        default=EvalSettings().template,
+        help="a template's name, or an inline YAML mapping (as in `rlvr eval --help`)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (and --keep random's)")
     parser.add_argument("--limit", type=int, default=None, help="only the first LIMIT problems")
-    parser.add_argument("--chunk", type=int, default=0, help="problems per engine call (default: 512 // n)")
+    parser.add_argument(
+        "--chunk-tokens",
+        type=int,
+        default=0,
+        help="tokens per engine call (default: 4K on a CPU, 16M on a GPU)",
+    )
     add_engine_arguments(parser)
     parser.add_argument(
         "--out", type=Path, default=None, help="output directory (default: runs/sample/SOURCE)"
@@ -90,11 +108,7 @@ def run(args: argparse.Namespace) -> int:
     from rlvr.models.registry import resolve
     from rlvr.rewards.pool import VerifierPool
 
-    settings = EvalSettings(
-        n=args.n, temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
-        max_new_tokens=args.max_new_tokens, template=args.template, seed=args.seed, limit=args.limit,
-        chunk=args.chunk,
-    )  # fmt: skip
+    settings = settings_of(args)
     source = source_name(args.data)
     out = args.out if args.out is not None else Path("runs/sample") / source
     problems = load_benchmark(args.data, args.datasets)
@@ -112,7 +126,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(figures))
         return 0
     print(
-        f"{figures['problems']} problems x {settings.n}: mean pass rate {100 * figures['mean_pass_rate']:.1f}%, "
+        f"{figures['problems']} problems x {settings.n} at {sampling_words(settings.temperature, settings.top_p)}: "
+        f"mean pass rate {100 * figures['mean_pass_rate']:.1f}%, "
         f"{figures['unsolved']} never solved, {figures['always_solved']} always solved"
     )
     print(
@@ -143,7 +158,7 @@ def sample_data(
     identity: what else must match for a rerun to resume (model, engine, data), kept in sample_config.json."""
     if max_per_problem is not None and max_per_problem < 1:
         raise ValueError(f"max_per_problem must be at least 1, got {max_per_problem}")
-    settings_file(out / "sample_config.json", {**(identity or {}), **settings.to_dict()})
+    settings_file(out / "sample_config.json", {**(identity or {}), **settings.identity()})
     records = sample_and_grade(
         problems, settings, tokenizer, engine, out / "samples.jsonl", grader=grader, progress=progress
     )

@@ -21,7 +21,9 @@ def local_engine(
     if dtype != "auto" and getattr(torch, dtype) != own:
         from rlvr.rollout.cast import CastEngine
 
-        return CastEngine(model, getattr(torch, dtype), lambda m: local_engine(name, m, tokenizer, **fast_settings))
+        return CastEngine(
+            model, getattr(torch, dtype), lambda m: local_engine(name, m, tokenizer, **fast_settings)
+        )
     if name == "hf":
         from rlvr.rollout.hf import HFEngine
 

@@ -5,7 +5,8 @@ Sources: a registered dataset or any problem file whose records carry a worked `
 `{"problem", "response"}` (the prompt is the template applied to the problem), or a JSONL of `{"messages": [...]}`
 whose last message is the assistant's (the chat template applied as is). The target is whatever the chat template
 puts after the generation prompt for the assistant's turn, end-of-turn token included, so the model learns to stop
-where generation stops; without a chat template (r1_zero) it is " " + response + eos.
+where generation stops; without a chat template (r1_zero) it is " " + response + eos. A template's assistant
+prefix (`<think>\n`) belongs to the prompt: the target is what follows it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 from torch import Tensor
 
 from rlvr.data.registry import load_problems
-from rlvr.data.templates import get_template, messages, render
+from rlvr.data.templates import Template, messages, render, resolve
 from rlvr.io import read_jsonl
 from rlvr.models.logprobs import completion_mask
 from rlvr.models.packing import pack
@@ -68,8 +69,10 @@ def read_records(source: str) -> list[dict[str, Any]]:
     return [p.to_dict() for p in load_problems(source, require_answer=False)]
 
 
-def encode(tokenizer: Any, record: dict[str, Any], template: str, where: str) -> Example:
-    """Token ids of one record's prompt and target."""
+def encode(tokenizer: Any, record: dict[str, Any], template: str | Template, where: str) -> Example:
+    """Token ids of one record's prompt and target. The prompt ends with the template's prefix, so the target is
+    the response after it (a response that begins with the prefix, as `rlvr sample` writes them, is not taught
+    the prefix twice; one that does not is the text that follows it)."""
     if "messages" in record:
         chat = record["messages"]
         if not isinstance(chat, list) or not chat or chat[-1].get("role") != "assistant":
@@ -80,12 +83,14 @@ def encode(tokenizer: Any, record: dict[str, Any], template: str, where: str) ->
         target = record.get("response") or record.get("solution")
         if not isinstance(target, str) or not target or not isinstance(record.get("problem"), str):
             raise ValueError(f"{where}: needs `problem` and a `response` or `solution` (or `messages`)")
-        prompt = render(template, record["problem"], tokenizer)
-        if get_template(template).chat:
-            chat = [*messages(template, record["problem"]), {"role": "assistant", "content": target}]
+        t = resolve(template)
+        body = _after_prefix(target, t.prefix, where)
+        prompt = render(t, record["problem"], tokenizer)
+        if t.chat:
+            chat = [*messages(t, record["problem"]), {"role": "assistant", "content": t.prefix + body}]
             full = tokenizer.apply_chat_template(chat, tokenize=False)
-        else:
-            full = f"{prompt} {target}{tokenizer.eos_token}"
+        else:  # raw: a space after "Assistant:" unless a prefix already continues it
+            full = f"{prompt}{body if t.prefix else ' ' + body}{tokenizer.eos_token}"
     if not full.startswith(prompt):
         raise ValueError(f"{where}: the chat template renders the prompt differently inside the conversation")
     target_text = full[len(prompt) :].rstrip()  # the template's newline after end-of-turn is never generated
@@ -94,8 +99,23 @@ def encode(tokenizer: Any, record: dict[str, Any], template: str, where: str) ->
     return Example(list(prompt_ids) + list(target_ids), len(prompt_ids))
 
 
+def _after_prefix(response: str, prefix: str, where: str) -> str:
+    """The response without the template's prefix (whose leading whitespace a stripped response may lack); a
+    response that opens with the prefix's text but other whitespace ("<think> x" for "<think>\n") is an error,
+    as neither reading of it is safe."""
+    for start in (prefix, prefix.lstrip()):
+        if start and response.startswith(start):
+            return response[len(start) :]
+    if prefix.strip() and response.lstrip().startswith(prefix.strip()):
+        raise ValueError(
+            f"{where}: the response starts with {response[: len(prefix) + 1]!r}, the template's prefix is "
+            f"{prefix!r}: make them agree"
+        )
+    return response
+
+
 def load_examples(
-    source: str, tokenizer: Any, template: str, max_length: int, limit: int | None = None
+    source: str, tokenizer: Any, template: str | Template, max_length: int, limit: int | None = None
 ) -> tuple[list[Example], int]:
     """Encoded examples of `source` (the first `limit`), cut to `max_length` tokens; returns them and how many
     were dropped because the prompt alone fills max_length."""

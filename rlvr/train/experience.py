@@ -31,6 +31,7 @@ Overlong = Literal["none", "filter", "zero", "soft"]
 class Group:
     problem: int  # index into the training problems
     rollouts: list[Rollout]
+    responses: list[str]  # what was scored: the template's prefix, then each rollout's text (data.templates)
     rewards: list[float]
     correct: list[bool]
     truncated: list[bool]
@@ -57,14 +58,18 @@ def score_groups(
     overlong_buffer: int,
     executor: Executor | None = None,
     final_form: bool = False,
+    prefix: str = "",
 ) -> list[Group]:
     """Score every rollout (in `executor`'s processes when given) and group them by prompt.
+
+    prefix: the template's assistant prefix, which the prompts ended with: rewards see prefix + completion, the
+    whole answer the model wrote (a `<think>` the prefix opened, closed in the completion).
 
     Overlong handling of truncated responses: "zero" sets their reward to 0 (Dr. GRPO), "soft" adds DAPO's
     length penalty (0 up to max_new_tokens - overlong_buffer, then linear to -1), "filter" leaves the reward but
     the response is masked out of the loss (`Experience`), "none" does nothing. final_form: see `verify`.
     """
-    texts = [r.text for r in rollouts]
+    texts = [prefix + r.text for r in rollouts]
     answers = [golds[r.prompt_index] for r in rollouts]
     if executor is None:
         scored = [score_one(reward, t, a, final_form) for t, a in zip(texts, answers, strict=True)]
@@ -73,14 +78,15 @@ def score_groups(
         flags = [final_form] * len(texts)
         scored = list(executor.map(score_one, [reward] * len(texts), texts, answers, flags, chunksize=chunk))
     groups: dict[int, Group] = {}
-    for rollout, (value, correct) in zip(rollouts, scored, strict=True):
+    for rollout, text, (value, correct) in zip(rollouts, texts, scored, strict=True):
         truncated = rollout.finish_reason == "length"
         if truncated and overlong == "zero":
             value = 0.0
         elif overlong == "soft":
             value += dapo_overlong(len(rollout.completion_ids), max_new_tokens, overlong_buffer)
-        g = groups.setdefault(rollout.prompt_index, Group(problems[rollout.prompt_index], [], [], [], []))
+        g = groups.setdefault(rollout.prompt_index, Group(problems[rollout.prompt_index], [], [], [], [], []))
         g.rollouts.append(rollout)
+        g.responses.append(text)
         g.rewards.append(value)
         g.correct.append(correct)
         g.truncated.append(truncated)
@@ -249,17 +255,18 @@ def rollout_metrics(sampled: list[GroupSummary], kept: int, max_new_tokens: int)
 def write_samples(
     path: Path, step: int, groups: list[Group], problems: Sequence[Any], per_group: int = 2
 ) -> None:
-    """Append a few completions (the first `per_group` of the first two groups) to a JSONL file for reading."""
+    """Append a few responses (the first `per_group` of the first two groups) to a JSONL file for reading.
+    `step`: the step these rollouts trained, numbered as metrics.jsonl numbers it (the first step is 1)."""
     import json
 
     with path.open("a", encoding="utf-8") as f:
         for group in groups[:2]:
             problem = problems[group.problem]
-            rows = zip(group.rollouts, group.rewards, group.correct, strict=True)
-            for rollout, reward, correct in list(rows)[:per_group]:
+            rows = zip(group.rollouts, group.responses, group.rewards, group.correct, strict=True)
+            for rollout, response, reward, correct in list(rows)[:per_group]:
                 record = {
                     "step": step, "id": problem.id, "problem": problem.problem, "answer": problem.answer,
-                    "response": rollout.text, "reward": reward, "correct": correct,
+                    "response": response, "reward": reward, "correct": correct,
                     "finish_reason": rollout.finish_reason,
                 }  # fmt: skip
                 f.write(json.dumps(record) + "\n")

@@ -31,6 +31,7 @@ import torch
 from rlvr.algos import ADVANTAGES, KL_ESTIMATORS
 from rlvr.config import save_config
 from rlvr.data.registry import final_form, load_problems
+from rlvr.data.templates import render, resolve
 from rlvr.models.build import build_model
 from rlvr.models.logprobs import LogprobModel
 from rlvr.rollout import SamplingParams, local_engine
@@ -101,7 +102,8 @@ class Trainer:
         self.eval_final_form = (
             final_form(config.eval_data) if config.final_form is None else config.final_form
         )
-        self.prompts = _render_all(config.template, [p.problem for p in self.problems], self.tokenizer)
+        self.template = resolve(config.template)
+        self.prompts = [render(self.template, p.problem, self.tokenizer) for p in self.problems]
         self.eval_problems = (
             load_problems(config.eval_data, require_answer=False)[: config.eval_problems]
             if config.eval_data
@@ -132,9 +134,7 @@ class Trainer:
                 setattr(self, key, state[key])
             self.difficulty.history = state["difficulty"]["history"]
         self.reference = self._reference() if config.kl_coef > 0 else None
-        self.engine = _engine(
-            config, self.model, self.tokenizer, last if resume and last else config.model
-        )
+        self.engine = _engine(config, self.model, self.tokenizer, last if resume and last else config.model)
         self.executor: Executor | None = (
             ProcessPoolExecutor(config.reward_workers) if config.reward_workers > 0 else None
         )
@@ -161,7 +161,9 @@ class Trainer:
         figures: dict[str, Any] = {}
         start = time.time()
         if not self.resumed and self.eval_problems:
-            figures["eval/accuracy_before"] = self._evaluate(log)
+            before = self._evaluate()
+            log.log(self.step, before)
+            figures["eval/accuracy_before"] = before["eval/accuracy"]
         bad_steps = 0
         while self.stage < len(config.stages):
             stage = config.stages[self.stage]
@@ -178,7 +180,7 @@ class Trainer:
             self.step += 1
             self.stage_step += 1
             if config.eval_every and self.step % config.eval_every == 0 and self.eval_problems:
-                metrics["eval/accuracy"] = self._evaluate(log, record=False)
+                metrics.update(self._evaluate())
             log.log(self.step, metrics)
             figures.update(metrics)
             bar.set_postfix(
@@ -191,7 +193,10 @@ class Trainer:
         if checkpoint.latest(self.run_dir) != checkpoint.step_dir(self.run_dir, self.step):
             self._save()  # the end (a stage may have ended early on a plateau: fewer steps than planned)
         if self.eval_problems:
-            figures["eval/accuracy_after"] = self._evaluate(log)
+            after = self._evaluate()
+            log.log(self.step, after)
+            figures["eval/accuracy_after"] = after["eval/accuracy"]
+            figures.update({k: v for k, v in after.items() if k != "eval/accuracy"})  # its n, temperature
         checkpoint.save_model(self.model, self.tokenizer, self.run_dir / "final", world)
         log.close()
         if self.executor is not None:
@@ -246,8 +251,9 @@ class Trainer:
                 "perf/generate_tokens_per_s": tokens / max(timings["time/generate"], 1e-9),  # one engine
             }
         )
-        if config.sample_every and self.step % config.sample_every == 0 and self.world.main:
-            write_samples(self.run_dir / "samples.jsonl", self.step, sampled, self.problems)
+        step = self.step + 1  # the step this update completes, as metrics.jsonl numbers it
+        if config.sample_every and step % config.sample_every == 0 and self.world.main:
+            write_samples(self.run_dir / "samples.jsonl", step, sampled, self.problems)
         return metrics
 
     # -- rollouts --------------------------------------------------------------------------------------------------
@@ -304,6 +310,7 @@ class Trainer:
                 overlong_buffer=config.overlong_buffer,
                 final_form=self.final_form,
                 executor=self.executor,
+                prefix=self.template.prefix,
             )
             t_reward += time.time() - t
             # every process keeps the same table (it decides which prompts all of them skip)
@@ -414,23 +421,24 @@ class Trainer:
         """The policy's whole weights for an in-process engine (a sharded policy is gathered; vLLM has its own)."""
         return contextlib.nullcontext() if self.config.engine == "vllm" else sharding.gathered(self.policy)
 
-    def _evaluate(self, log: MetricsLog, record: bool = True) -> float:
+    def _evaluate(self) -> dict[str, float]:
+        """Held-out accuracy and truncation, with the n and temperature they were measured at (every process
+        returns the main one's figures)."""
         from rlvr.eval.accuracy import heldout_accuracy
 
         c = self.config
-        accuracy = 0.0
+        figures: dict[str, float] = {}
         with self._whole_weights():  # every process gathers (a collective); the main one evaluates
             if self.world.main:
                 result = heldout_accuracy(
-                    self.model, self.tokenizer, self.eval_problems, template=c.template,
+                    self.model, self.tokenizer, self.eval_problems, template=self.template,
                     max_new_tokens=c.eval_max_new_tokens or c.stages[-1].max_new_tokens,
                     n=c.eval_n, temperature=c.eval_temperature, seed=c.seed, engine=self.engine,
                     final_form=self.eval_final_form,
                 )  # fmt: skip
-                accuracy = result.accuracy
-                if record:
-                    log.log(self.step, {"eval/accuracy": accuracy, "eval/truncated": result.truncated})
-        return float(distributed.broadcast_object(accuracy))  # type: ignore[arg-type]
+                figures = result.figures()
+        shared: dict[str, float] = distributed.broadcast_object(figures)  # type: ignore[assignment]
+        return shared
 
     def _save(self) -> None:
         state = {key: getattr(self, key) for key in STATE}
@@ -450,12 +458,6 @@ class Trainer:
             self.best, self.since_best = self.ema, 0
         else:
             self.since_best += 1
-
-
-def _render_all(template: str, problems: list[str], tokenizer: Any) -> list[str]:
-    from rlvr.data.templates import render
-
-    return [render(template, p, tokenizer) for p in problems]
 
 
 def _engine(config: RLConfig, model: Any, tokenizer: Any, path: str | Path) -> Any:

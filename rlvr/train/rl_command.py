@@ -33,8 +33,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"rl: {figures['steps']} steps in {figures['seconds']:.0f} s")
     if "eval/accuracy_after" in figures:
+        from rlvr.eval.accuracy import protocol
+
         before = figures.get("eval/accuracy_before")
         was = "" if before is None else f"{100 * before:.1f}% -> "
-        print(f"held-out accuracy {was}{100 * figures['eval/accuracy_after']:.1f}%")
+        how = protocol(int(figures["eval/n"]), figures["eval/temperature"], int(figures["eval/problems"]))
+        print(f"held-out accuracy {was}{100 * figures['eval/accuracy_after']:.1f}% ({how})")
     print(f"model: {figures['run_dir']}/final   metrics: {figures['run_dir']}/metrics.jsonl")
     return 0

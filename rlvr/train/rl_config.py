@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from rlvr.algos import AggMode
+from rlvr.data.templates import Template, resolve
 from rlvr.models.build import TinyModel
 from rlvr.train import precision
 from rlvr.train.experience import Overlong
@@ -32,7 +33,9 @@ class RLConfig:
     tiny: TinyModel = field(default_factory=TinyModel)
     data: str = "arith"  # training problems: registered dataset or problem file
     eval_data: str | None = "arith_test"
-    template: str = "plain"
+    template: str | Template = (
+        "plain"  # a template's name, or one inline {system, user, prefix} (data.templates)
+    )
     reward: str = "accuracy"  # a name in rlvr.rewards.REWARDS
     final_form: bool | None = (
         None  # numeric answers must be numbers, `9 + 73` earns nothing (None: each set's own)
@@ -102,3 +105,6 @@ class RLConfig:
     gradient_checkpointing: bool = False
     sharding: Literal["none", "fsdp"] = "none"  # fsdp: FSDP2 over the processes (policy, critic, reference)
     tensorboard: bool = False
+
+    def __post_init__(self) -> None:
+        resolve(self.template)  # an unknown name is an error now, not after the model has loaded

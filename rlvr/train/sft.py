@@ -24,6 +24,7 @@ import torch
 
 from rlvr.config import save_config
 from rlvr.data.registry import final_form, load_problems
+from rlvr.data.templates import Template, resolve
 from rlvr.models.build import TinyModel, build_model
 from rlvr.models.logprobs import LogprobModel
 from rlvr.train import checkpoint, distributed, precision, sharding
@@ -41,7 +42,9 @@ class SFTConfig:
         "arith"  # registered dataset or file: problems with `solution`, {problem, response}, {messages}
     )
     eval_data: str | None = "arith_test"  # held-out examples for the held-out loss (and accuracy)
-    template: str = "plain"  # prompt template (rlvr.data.templates)
+    template: str | Template = (
+        "plain"  # a template's name, or one inline {system, user, prefix} (data.templates)
+    )
     out_dir: str = "runs/sft"  # the run folder
     max_length: int = 1024  # tokens per example, prompt + target; longer targets are cut
     pack: bool = True  # several examples per row (no padding, no attention across them); else right-padding
@@ -72,6 +75,9 @@ class SFTConfig:
     seed: int = 0  # data order
     device: str = "auto"  # auto: this process's GPU, else CPU
     tensorboard: bool = False  # also write TensorBoard scalars (needs the tensorboard package)
+
+    def __post_init__(self) -> None:
+        resolve(self.template)  # an unknown name is an error now, not after the model has loaded
 
 
 def micro_batch_loss(
@@ -244,9 +250,8 @@ def _run(config: SFTConfig, world: World, *, resume: bool, progress: bool) -> di
                     temperature=config.eval_temperature, seed=config.seed,
                     final_form=final_form(config.eval_data),
                 )  # fmt: skip
-                figures["eval/accuracy"] = result.accuracy
-                figures["eval/truncated"] = result.truncated
-                log.log(step, {"eval/accuracy": result.accuracy, "eval/truncated": result.truncated})
+                figures.update(result.figures())  # accuracy, truncated, and the n and temperature behind them
+                log.log(step, result.figures())
     checkpoint.save_model(model, tokenizer, run_dir / "final", world)
     log.close()
     figures["steps"] = step

@@ -37,10 +37,9 @@ def run(args: argparse.Namespace) -> int:
     if "eval/loss" in figures:
         print(f"held-out loss {figures['eval/loss']:.4f}")
     if "eval/accuracy" in figures:
-        how = "greedy" if config.eval_temperature == 0 else f"temperature {config.eval_temperature:g}"
-        print(
-            f"held-out accuracy {100 * figures['eval/accuracy']:.1f}% ({config.eval_generate} problems x "
-            f"{config.eval_n}, {how}, graded by rlvr's verifier)"
-        )
+        from rlvr.eval.accuracy import protocol
+
+        how = protocol(int(figures["eval/n"]), figures["eval/temperature"], int(figures["eval/problems"]))
+        print(f"held-out accuracy {100 * figures['eval/accuracy']:.1f}% ({how}, graded by rlvr's verifier)")
     print(f"model: {figures['run_dir']}/final   metrics: {figures['run_dir']}/metrics.jsonl")
     return 0
