@@ -2,12 +2,12 @@
 
     "Mia has 6 shells. Mia finds 4 more shells. Mia gives 3 shells to a friend. How many shells does Mia have now?"
 
-A story starts with a count and applies 1..`max_steps` events to it: a gain ("buys 4 more"), a loss ("gives 3 to a
-friend"; never more than there is) or a gain of equal groups ("buys 2 bags with 5 shells in each": a product, then
-a sum). Numbers stay small (a start of 2..20, changes of 1..10, groups of 2..4), so the task tests reading and carrying a count
-through several sentences, not long arithmetic: SmolLM2-135M-Instruct answers ~10-35% of them greedily with
-chain-of-thought, and GRPO lifts that quickly (`rlvr demo --model smollm2-135m-instruct`). The answer is a whole
-number; the worked `solution` writes one equation per event and ends "The answer is N." (an SFT target).
+A story starts with a count and applies 1..`max_steps` events to it, each a gain ("buys 4 more") or a loss ("gives 3
+to a friend"; never all there is). Numbers stay small (a start of 2..`size`, changes up to `size` / 2), so the task
+tests reading a story and carrying a count through it, not long arithmetic — where a 135M model fails anyway.
+SmolLM2-135M-Instruct answers 14% of the registered `words_test` greedily (24% with one event, 5% with two), and
+GRPO lifts that quickly (`rlvr demo --model smollm2-135m-instruct`). The answer is a whole number; the worked
+`solution` writes one equation per event and ends "The answer is N." (an SFT target).
 
 Splits are disjoint by construction, as in `synthetic.py`: a problem belongs to test iff a sha256 of its text falls
 in a fixed 10% bucket. Draws use only `Random.random()`, so a seed gives the same problems on any Python.
@@ -51,7 +51,6 @@ ITEMS = (
 )
 GAIN = ("{name} buys {k} more {item}.", "{name} finds {k} more {item}.", "A friend gives {name} {k} {item}.")
 LOSS = ("{name} gives {k} {item} to a friend.", "{name} loses {k} {item}.", "{name} gives away {k} {item}.")
-GROUPS = ("{name} buys {g} bags with {k} {item} in each.", "{name} gets {g} boxes of {k} {item}.")
 MAX_MISSES = 100_000
 
 
@@ -65,49 +64,41 @@ def _pick(rng: random.Random, options: tuple[str, ...]) -> str:
     return options[uniform_below(rng, len(options))]
 
 
-def make_story(rng: random.Random, steps: int, size: int = 10, groups: bool = False) -> tuple[str, str, int]:
+def make_story(rng: random.Random, steps: int, size: int = 10) -> tuple[str, str, int]:
     """One problem of `steps` events: its text, its worked solution and its answer."""
     name, item = _pick(rng, NAMES), _pick(rng, ITEMS)
     count = 2 + uniform_below(rng, size - 1)
     sentences = [f"{name} has {count} {item}."]
     lines = [f"{name} starts with {count} {item}."]
     for _ in range(steps):
-        kind = uniform_below(rng, 5 if groups else 4)  # gains and losses twice as often as groups
-        k = 2 + uniform_below(rng, size // 2 - 1)
-        if kind < 2 or (kind < 4 and count < 2):
+        if uniform_below(rng, 2) == 0 or count < 3:  # changes are 2 or more: "1 apples" reads badly
+            k = 2 + uniform_below(rng, size // 2 - 1)
             sentences.append(_pick(rng, GAIN).format(name=name, k=k, item=item))
             lines.append(f"{count} + {k} = {count + k}.")
             count += k
-        elif kind < 4:
-            k = 1 + uniform_below(rng, min(size // 2, count - 1))  # something is always left
+        else:
+            k = 2 + uniform_below(rng, min(size // 2, count - 1) - 1)  # something is always left
             sentences.append(_pick(rng, LOSS).format(name=name, k=k, item=item))
             lines.append(f"{count} - {k} = {count - k}.")
             count -= k
-        else:
-            g = 2 + uniform_below(rng, 3)
-            sentences.append(_pick(rng, GROUPS).format(name=name, g=g, k=k, item=item))
-            lines.append(f"{g} × {k} = {g * k}, and {count} + {g * k} = {count + g * k}.")
-            count += g * k
     sentences.append(f"How many {item} does {name} have now?")
     lines.append(f"The answer is {count}.")
     return " ".join(sentences), "\n".join(lines), count
 
 
-def make_problems(
-    split: str, count: int, seed: int = 0, max_steps: int = 3, size: int = 10, groups: bool = False
-) -> list[Problem]:
+def make_problems(split: str, count: int, seed: int = 0, max_steps: int = 2, size: int = 10) -> list[Problem]:
     """`count` distinct problems of `split`, 1..`max_steps` events each (uniform), the same on any Python."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    if count < 0 or max_steps < 1:
-        raise ValueError(f"need count >= 0 and max_steps >= 1, got {count} and {max_steps}")
+    if count < 0 or max_steps < 1 or size < 4:
+        raise ValueError(f"need count >= 0, max_steps >= 1, size >= 4; got {count}, {max_steps}, {size}")
     rng = random.Random(seed)
     seen: set[str] = set()
     problems: list[Problem] = []
     misses = 0
     while len(problems) < count:
         steps = 1 + uniform_below(rng, max_steps)
-        text, solution, answer = make_story(rng, steps, size, groups)
+        text, solution, answer = make_story(rng, steps, size)
         if text in seen or in_test(text) != (split == "test"):
             misses += 1
             if misses >= MAX_MISSES:
