@@ -28,8 +28,8 @@ from typing import Any
 
 import yaml
 
-from rlvr.data.schema import Problem
 from rlvr.data import word_problems
+from rlvr.data.schema import Problem
 from rlvr.data.synthetic import make_problems
 
 
