@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
-SUPPORTED = ("qwen2", "llama")  # model_type values the trainer and the fast rollout engine know
 
 
 def _check_dir(path: Path) -> None:
@@ -44,17 +43,12 @@ def load_model(
 ) -> Any:
     """A causal LM from a local checkpoint. dtype "auto" keeps the checkpoint's; bfloat16 only where supported."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM
 
     path = Path(path)
     _check_dir(path)
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    config = AutoConfig.from_pretrained(path, local_files_only=True)
-    if config.model_type not in SUPPORTED:
-        raise ValueError(
-            f"{path}: model_type {config.model_type!r} is not supported; rlvr supports {', '.join(SUPPORTED)}"
-        )
     model = AutoModelForCausalLM.from_pretrained(
         path, dtype="auto" if dtype == "auto" else getattr(torch, dtype), local_files_only=True
     )
