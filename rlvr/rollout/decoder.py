@@ -168,6 +168,13 @@ class Decoder:
         weights = scores.masked_fill_(~mask, float("-inf")).float().softmax(dim=-1).to(q.dtype)
         return weights @ v
 
+    def _capped_scores(self, q: Tensor, keys: Tensor, bias: Tensor | None) -> Tensor:
+        """gemma2's decode scores: cap * tanh(q k^T * scale / cap), then the padding bias. q (B*KV, G, hd), keys
+        (B*KV, hd, n), bias (B*KV, 1, n) or None -> (B*KV, G, n)."""
+        assert self.softcap is not None
+        scores = torch.bmm(q, keys).mul_(self.scale).div_(self.softcap).tanh_().mul_(self.softcap)
+        return scores if bias is None else scores.add_(bias)
+
     def prefill(
         self, ids: Tensor, pad: Tensor, cache: KVCache, rows: slice, start: int, repeat: int
     ) -> Tensor:
@@ -217,12 +224,13 @@ class Decoder:
             span_bias = None if bias is None else bias.narrow(-1, lo, L - lo)
             spans[window] = (lo, L - lo, span_bias)
         fp32 = self.embed.dtype == torch.float32
+        norm, act, scale, capped = self.norm_fn, self.activation, self.scale, self.softcap is not None
         x = self._embed(tokens)  # (B, D)
         layers = zip(self.layers, cache.k, cache.v, cache.k_flat, cache.v_flat, strict=True)
         for layer, keys, values, keys_flat, values_flat in layers:
             cos, sin = ropes[layer.rope]
             lo, n, mask = spans[layer.window]
-            h = x if layer.attn_norm is None else self.norm_fn(x, layer.attn_norm)
+            h = x if layer.attn_norm is None else norm(x, layer.attn_norm)
             q, k = layer.q(h), layer.k(h)  # (B, H*hd), (B, KV*hd)
             if layer.q_norm is not None:
                 q, k = self._qk_norm(layer, q, k)
@@ -233,25 +241,21 @@ class Decoder:
             if cache.keys_transposed:  # CPU: scores = bias + q k^T * scale in one batched matmul
                 q = q.view(B * KV, H // KV, hd)
                 keys_read = keys_flat.narrow(2, lo, n)  # (B*KV, hd, n)
-                if self.softcap is None:
-                    scores = torch.baddbmm(
-                        self.zero if mask is None else mask, q, keys_read, alpha=self.scale
-                    )
-                else:  # gemma2: cap * tanh(q k^T * scale / cap), then the bias
-                    scores = torch.bmm(q, keys_read).mul_(self.scale).div_(self.softcap).tanh_()
-                    scores = (
-                        scores.mul_(self.softcap) if mask is None else scores.mul_(self.softcap).add_(mask)
-                    )
+                if capped:
+                    scores = self._capped_scores(q, keys_read, mask)  # (B*KV, G, n)
+                else:
+                    scores = torch.baddbmm(self.zero if mask is None else mask, q, keys_read, alpha=scale)
                 weights = scores.softmax(dim=-1) if fp32 else scores.float().softmax(dim=-1).to(x.dtype)
                 o = torch.bmm(weights, values_flat.narrow(1, lo, n))  # (B*KV, G, hd)
             else:
+                q = q.view(B, KV, H // KV, hd)
                 o = F.scaled_dot_product_attention(
-                    q.view(B, KV, H // KV, hd),
-                    keys.narrow(2, lo, n),
-                    values.narrow(2, lo, n),
-                    attn_mask=mask,
-                    scale=self.scale,
+                    q, keys.narrow(2, lo, n), values.narrow(2, lo, n), attn_mask=mask, scale=scale
                 )
-            x = self._add(x, layer.o, o.reshape(B, H * hd), layer.attn_post)  # (B, D)
-            x = self._mlp(x, layer)  # (B, D)
+            o = o.reshape(B, H * hd)
+            # Residual adds: fused into the projection's addmm, unless a norm follows the block (gemma, olmo2).
+            x = layer.o.add_to(x, o) if layer.attn_post is None else x + norm(layer.o(o), layer.attn_post)
+            h = x if layer.mlp_norm is None else norm(x, layer.mlp_norm)
+            a = act(layer.gate(h)).mul_(layer.up(h))  # (B, I)
+            x = layer.down.add_to(x, a) if layer.mlp_post is None else x + norm(layer.down(a), layer.mlp_post)
         return self._logits(x)  # (B, V)

@@ -170,8 +170,10 @@ def rms_norm(kind: NormKind, eps: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
         norm = torch.linalg.vector_norm(xf, dim=-1, keepdim=True)  # (N, 1)
         return xf * torch.addcmul(eps, norm, norm, value=1 / x.shape[-1]).rsqrt_()
 
-    def llama(x: Tensor, weight: Tensor) -> Tensor:
-        y = scaled(x)
+    def llama(x: Tensor, weight: Tensor) -> Tensor:  # the hot one: `scaled` inlined
+        xf = x if x.dtype == torch.float32 else x.float()
+        norm = torch.linalg.vector_norm(xf, dim=-1, keepdim=True)  # (N, 1)
+        y = xf * torch.addcmul(eps, norm, norm, value=1 / x.shape[-1]).rsqrt_()
         return weight * (y if x.dtype == torch.float32 else y.to(x.dtype))
 
     def weight_first(x: Tensor, weight: Tensor) -> Tensor:
