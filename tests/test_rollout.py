@@ -292,3 +292,28 @@ def test_fast_engine_rejects_what_it_cannot_run(tokenizer, caplog, monkeypatch):
         "sampling with the hf engine (model.generate) instead"
     ]
     assert isinstance(local_engine("fast", model_of("gemma3_text"), tokenizer), FastEngine)
+
+
+@pytest.mark.parametrize("arch", ["llama", *FAMILIES])
+def test_bf16_prefill_and_decode_follow_hf(arch, tokenizer, prompts):
+    """bfloat16 weights: the decoder's logits after a left-padded prefill and one decode step stay within bf16
+    rounding of HF's forward (greedy paths part at near-ties, so tokens are not compared here)."""
+    from rlvr.rollout.decoder import Decoder
+
+    model = model_of(arch).to(torch.bfloat16)
+    rows = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in [*prompts, SHORT]]
+    T = max(len(r) for r in rows)
+    ids = torch.tensor([[0] * (T - len(r)) + r for r in rows])  # (B, T) left-padded
+    pad = torch.tensor([T - len(r) for r in rows])
+    mask = (torch.arange(T + 1)[None] >= pad[:, None]).long()  # (B, T+1)
+    decoder = Decoder(model, max_positions=T + 1)
+    cache = decoder.new_cache(len(rows), T + 1)
+    with torch.inference_mode():
+        first = decoder.prefill(ids, pad, cache, slice(0, len(rows)), 0, 1)  # (B, V)
+        nxt = first.argmax(-1)  # (B,)
+        second = decoder.decode(nxt, T, pad, decoder.pad_bias(pad, T + 1), cache)
+        full = torch.cat([ids, nxt[:, None]], dim=1)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        ref = model(input_ids=full, attention_mask=mask, position_ids=positions).logits[:, -2:].float()
+    torch.testing.assert_close(first, ref[:, 0], atol=0.05, rtol=0)
+    torch.testing.assert_close(second, ref[:, 1], atol=0.05, rtol=0)

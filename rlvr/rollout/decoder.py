@@ -70,6 +70,8 @@ class Decoder:
         self.norm_fn = rms_norm(family.norm, torch.tensor(config.rms_norm_eps, device=device))
         self.ropes, rope_index = rope_tables(model, family, max_positions, self.head_dim)
         self.rotation = rotation(self.ropes[0].dims, self.head_dim, device)
+        if self.ropes[0].cos.dtype != self.embed.dtype:  # the rotary module keeps float32 tables (olmo2)
+            self._rope = self._rope_upcast  # type: ignore[method-assign]
         self.layers: list[Layer] = layers_of(model, family, rope_index)
         self.windows = sorted({layer.window for layer in self.layers}, key=lambda w: w or 0)
         self.norm = norm_weight(model.model.norm.weight, family.norm)  # (D,)
@@ -113,6 +115,13 @@ class Decoder:
         `out` may be the cache slot, saving a copy."""
         turned = x.roll(self.head_dim // 2, dims=-1) if self.rotation is None else x[..., self.rotation]
         return torch.addcmul(x * cos, turned, sin, out=out)
+
+    def _rope_upcast(self, x: Tensor, cos: Tensor, sin: Tensor, out: Tensor | None = None) -> Tensor:
+        """`_rope` with float32 tables on a lower-precision x (olmo2 keeps RoPE in float32): computed in float32,
+        cast back to x's dtype, as HF's olmo2 does."""
+        turned = x.roll(self.head_dim // 2, dims=-1) if self.rotation is None else x[..., self.rotation]
+        y = torch.addcmul(x * cos, turned, sin)  # float32
+        return y.to(x.dtype) if out is None else out.copy_(y)
 
     def _qk_norm(self, layer: Layer, q: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
         """q (N, H*hd), k (N, KV*hd) through the layer's q/k RMSNorms: over all heads at once (olmo2) or each head."""
