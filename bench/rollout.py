@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from rlvr.models.tiny import build_tiny_model
+from rlvr.models.tiny import ARCHS, build_tiny_model
 from rlvr.models.tokenizer import CHARS, SPECIAL, build_tiny_tokenizer
 from rlvr.rollout.fast import FastEngine
 from rlvr.rollout.hf import HFEngine
@@ -117,9 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--model-shape", default="tiny", choices=["tiny", "qwen2.5-1.5b"])
-    parser.add_argument(
-        "--arch", default="qwen2", choices=["qwen2", "llama"], help="tiny model's architecture"
-    )
+    parser.add_argument("--arch", default="qwen2", choices=ARCHS, help="tiny model's architecture (family)")
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     parser.add_argument("--prompts", type=int, default=16, help="distinct prompts")
     parser.add_argument("--n", type=int, default=4, help="samples per prompt")

@@ -18,14 +18,20 @@ from rlvr.models.logprobs import (
     token_logprobs,
 )
 from rlvr.models.packing import attention_mask_for, pack, packed_attention_mask, unpack
-from rlvr.models.tiny import build_tiny_model
+from rlvr.models.tiny import ARCHS, WINDOW, build_tiny_model
 
-ARCHS = ["qwen2", "llama"]
 TOL = 1e-5
 
 
 @pytest.fixture(scope="module", params=ARCHS)
 def model(request: pytest.FixtureRequest) -> Any:
+    """Every family: for what depends on the architecture (masks, windows, the head's transform)."""
+    return build_tiny_model(request.param, seed=1)
+
+
+@pytest.fixture(scope="module", params=["qwen2", "llama"])
+def base_model(request: pytest.FixtureRequest) -> Any:
+    """Two families: for the chunking, temperature and target bookkeeping, the same in every family."""
     return build_tiny_model(request.param, seed=1)
 
 
@@ -51,11 +57,11 @@ def random_ids(B: int, T: int, seed: int = 0) -> Tensor:
 
 
 @pytest.mark.parametrize("chunk_size", [1, 5, 7, 64, 4096])
-def test_chunked_equals_naive(model: Any, chunk_size: int) -> None:
+def test_chunked_equals_naive(base_model: Any, chunk_size: int) -> None:
     ids = random_ids(3, 13)  # 3 * 12 = 36 predicted positions: 5 and 7 do not divide it
     with torch.no_grad():
-        out = token_logprobs(model, ids, chunk_size=chunk_size)
-        ref_logp, ref_ent = naive(model, ids)
+        out = token_logprobs(base_model, ids, chunk_size=chunk_size)
+        ref_logp, ref_ent = naive(base_model, ids)
     assert out.entropy is not None
     assert out.logp.dtype == torch.float32 and out.logp.shape == ids.shape
     assert not out.mask[:, 0].any() and out.mask[:, 1:].all()
@@ -65,12 +71,12 @@ def test_chunked_equals_naive(model: Any, chunk_size: int) -> None:
 
 
 @pytest.mark.parametrize("temperature", [0.6, 1.7])
-def test_temperature(model: Any, temperature: float) -> None:
+def test_temperature(base_model: Any, temperature: float) -> None:
     ids = random_ids(2, 11, seed=3)
     with torch.no_grad():
-        out = token_logprobs(model, ids, temperature=temperature, chunk_size=4)
-        ref_logp, ref_ent = naive(model, ids, temperature=temperature)
-        plain = token_logprobs(model, ids, chunk_size=4)
+        out = token_logprobs(base_model, ids, temperature=temperature, chunk_size=4)
+        ref_logp, ref_ent = naive(base_model, ids, temperature=temperature)
+        plain = token_logprobs(base_model, ids, chunk_size=4)
     assert out.entropy is not None
     torch.testing.assert_close(out.logp[:, 1:], ref_logp, atol=TOL, rtol=0)
     torch.testing.assert_close(out.entropy[:, 1:], ref_ent, atol=TOL, rtol=0)
@@ -88,7 +94,26 @@ def pad(seqs: list[list[int]], side: str) -> tuple[Tensor, Tensor]:
     return ids, mask
 
 
-SEQS = [[5, 9, 14, 3, 77], [8, 21, 33, 40, 41, 60, 2, 90, 11], [4, 6], [50, 51, 52, 53, 54, 55, 56]]
+# The last one is longer than the tiny sliding window (8): the window's mask is exercised, padded and packed.
+SEQS = [
+    [5, 9, 14, 3, 77],
+    [8, 21, 33, 40, 41, 60, 2, 90, 11],
+    [4, 6],
+    [50, 51, 52, 53, 54, 55, 56],
+    [7, 19, 23, 88, 12, 64, 5, 31, 99, 42, 17, 3, 70, 28, 44, 9, 61, 36, 80, 15],
+]
+assert len(SEQS[-1]) > 2 * WINDOW
+
+
+def test_each_family_equals_naive(model: Any) -> None:
+    """Gemma2's soft-capping comes before the temperature, as in sampling from HF's logits."""
+    ids = random_ids(3, 13)
+    with torch.no_grad():
+        out = token_logprobs(model, ids, chunk_size=7, temperature=0.7)
+        ref_logp, ref_ent = naive(model, ids, temperature=0.7)
+    assert out.entropy is not None
+    torch.testing.assert_close(out.logp[:, 1:], ref_logp, atol=TOL, rtol=0)
+    torch.testing.assert_close(out.entropy[:, 1:], ref_ent, atol=TOL, rtol=0)
 
 
 @pytest.mark.parametrize("side", ["left", "right"])
@@ -110,6 +135,9 @@ def test_padded_equals_unpadded(model: Any, side: str) -> None:
 @pytest.mark.parametrize("impl", ["sdpa", "eager"])
 def test_packed_equals_separate(model: Any, impl: str) -> None:
     """Cross-contamination test: each packed sequence's log-probs are those it has alone."""
+    original = model.config._attn_implementation
+    if impl == "sdpa" and not model._supports_sdpa:
+        pytest.skip(f"{model.config.model_type} has no sdpa attention")
     model.set_attn_implementation(impl)
     try:
         packed = pack(SEQS)
@@ -129,11 +157,12 @@ def test_packed_equals_separate(model: Any, impl: str) -> None:
                 torch.testing.assert_close(logp, alone.logp[0], atol=TOL, rtol=0)
                 torch.testing.assert_close(ent, alone.entropy[0], atol=TOL, rtol=0)
     finally:
-        model.set_attn_implementation("sdpa")
+        model.set_attn_implementation(original)
 
 
 def test_transformers_packing_detection_agrees(model: Any) -> None:
-    """The flash-attention path: no mask, restarting position_ids, use_cache=False -> same hidden states."""
+    """The flash-attention path: no mask, restarting position_ids, use_cache=False -> same hidden states (sliding
+    windows included: transformers applies them to its own packed masks)."""
     packed = pack(SEQS)
     decoder = model.get_decoder()
     kw: dict[str, Any] = {
@@ -142,19 +171,19 @@ def test_transformers_packing_detection_agrees(model: Any) -> None:
         "use_cache": False,
     }
     with torch.no_grad():
-        ours = decoder(attention_mask=packed_attention_mask(packed.position_ids), **kw).last_hidden_state
+        ours = decoder(attention_mask=attention_mask_for(model, packed.position_ids), **kw).last_hidden_state
         theirs = decoder(attention_mask=None, **kw).last_hidden_state
     torch.testing.assert_close(ours, theirs, atol=TOL, rtol=0)
 
 
-def test_packed_without_mask_would_leak(model: Any) -> None:
+def test_packed_without_mask_would_leak(base_model: Any) -> None:
     """Guard that the packing test can fail: attending across sequences changes the later sequences."""
     packed = pack(SEQS)
     with torch.no_grad():
-        leaky = model.get_decoder()(input_ids=packed.input_ids, use_cache=False).last_hidden_state
-        ours = model.get_decoder()(
+        leaky = base_model.get_decoder()(input_ids=packed.input_ids, use_cache=False).last_hidden_state
+        ours = base_model.get_decoder()(
             input_ids=packed.input_ids,
-            attention_mask=packed_attention_mask(packed.position_ids),
+            attention_mask=attention_mask_for(base_model, packed.position_ids),
             position_ids=packed.position_ids,
             use_cache=False,
         ).last_hidden_state
@@ -194,18 +223,18 @@ def test_gradients_equal_naive(model: Any, entropy_mode: EntropyMode) -> None:
     got = grads()
 
     assert set(got) == set(ref)
-    assert "lm_head.weight" in ref and "model.layers.0.self_attn.q_proj.weight" in ref
+    assert "lm_head.weight" in ref and any(name.startswith("model.layers.0.self_attn.") for name in ref)
     for name in ref:  # every parameter: head, attention, embeddings
         torch.testing.assert_close(got[name], ref[name], atol=1e-5, rtol=1e-4, msg=name)
 
 
-def test_target_mask_computes_only_those_positions(model: Any) -> None:
+def test_target_mask_computes_only_those_positions(base_model: Any) -> None:
     ids, mask = pad(SEQS, "right")
-    prompt_lengths = torch.tensor([2, 4, 1, 3])
+    prompt_lengths = torch.tensor([2, 4, 1, 3, 6])
     target = completion_mask(mask, prompt_lengths)
     with torch.no_grad():
-        full = token_logprobs(model, ids, mask)
-        part = token_logprobs(model, ids, mask, target_mask=target, entropy="none")
+        full = token_logprobs(base_model, ids, mask)
+        part = token_logprobs(base_model, ids, mask, target_mask=target, entropy="none")
     assert part.entropy is None
     assert torch.equal(part.mask, target & full.mask)
     torch.testing.assert_close(part.logp[part.mask], full.logp[part.mask], atol=TOL, rtol=0)
@@ -279,6 +308,67 @@ def test_packed_attention_mask_forms() -> None:
         config = Config()
 
     assert attention_mask_for(Flash(), position_ids) is None
+
+
+def test_packed_attention_mask_with_a_window() -> None:
+    """A sliding window of 2: each token sees itself and the one before it, within its own sequence."""
+    allowed = packed_attention_mask(torch.tensor([[0, 1, 2, 3, 0, 1]]), window=2)
+    assert allowed[0, 0].int().tolist() == [
+        [1, 0, 0, 0, 0, 0],
+        [1, 1, 0, 0, 0, 0],
+        [0, 1, 1, 0, 0, 0],
+        [0, 0, 1, 1, 0, 0],
+        [0, 0, 0, 0, 1, 0],
+        [0, 0, 0, 0, 1, 1],
+    ]
+
+
+@pytest.mark.parametrize("arch", ["mistral", "gemma2", "gemma3_text"])
+def test_sliding_window_is_applied_padded_and_packed(arch: str) -> None:
+    """Guard that the window is live in these tests: without it, the long sequence's log-probs differ; with it,
+    padded and packed rows agree with the sequence alone (mixed full/sliding layers take a mask per layer type)."""
+    model = build_tiny_model(arch, seed=1)
+    wide = build_tiny_model(arch, seed=1, sliding_window=1024)
+    long = torch.tensor([SEQS[-1]])
+    packed = pack(SEQS)
+    ids, mask = pad(SEQS, "left")
+    with torch.no_grad():
+        alone = token_logprobs(model, long).logp[0]
+        assert (token_logprobs(wide, long).logp[0] - alone).abs().max() > 1e-3
+        padded = token_logprobs(model, ids, mask).logp[-1]
+        packed_logp = unpack(
+            token_logprobs(model, packed.input_ids, position_ids=packed.position_ids).logp, packed
+        )
+    torch.testing.assert_close(padded, alone, atol=TOL, rtol=0)
+    torch.testing.assert_close(packed_logp[-1], alone, atol=TOL, rtol=0)
+    masks = attention_mask_for(model, packed.position_ids)
+    assert isinstance(masks, dict) == (arch != "mistral")  # mistral: every layer slides, one mask
+
+
+@pytest.mark.parametrize(
+    "config_name, field, value",
+    [("CohereConfig", "logit_scale", 3.0), ("GraniteConfig", "logits_scaling", 0.25)],
+)
+def test_other_head_transforms(config_name: str, field: str, value: float) -> None:
+    """Cohere multiplies its logits, Granite divides them: token_logprobs applies what the model's forward does."""
+    import transformers
+
+    torch.manual_seed(0)
+    config = getattr(transformers, config_name)(
+        vocab_size=105,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        **{field: value},
+    )
+    model = transformers.AutoModelForCausalLM.from_config(config).eval()
+    ids = random_ids(2, 9)
+    with torch.no_grad():
+        out = token_logprobs(model, ids)
+        ref_logp, _ = naive(model, ids)
+    torch.testing.assert_close(out.logp[:, 1:], ref_logp, atol=TOL, rtol=0)
 
 
 class LargestTensor(TorchDispatchMode):

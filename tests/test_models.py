@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -10,11 +9,15 @@ import torch
 
 from rlvr.data.templates import render
 from rlvr.models.checkpoint import load_model, load_tokenizer, save_checkpoint
-from rlvr.models.tiny import build_tiny_model
+from rlvr.models.logprobs import token_logprobs
+from rlvr.models.tiny import ARCHS, build_tiny_model
 from rlvr.models.tokenizer import build_tiny_tokenizer
+from rlvr.rollout import local_engine
+from rlvr.rollout.hf import HFEngine
+from rlvr.rollout.types import SamplingParams
 
 
-@pytest.mark.parametrize("arch", ["qwen2", "llama"])
+@pytest.mark.parametrize("arch", ARCHS)
 def test_saved_checkpoint_loads_back_with_plain_transformers(arch: str, tmp_path: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -64,13 +67,44 @@ def test_missing_checkpoint_files_are_named(tmp_path: Path) -> None:
         load_model(path)
 
 
-def test_unsupported_architecture_is_refused(tmp_path: Path) -> None:
-    path = save_checkpoint(build_tiny_model(), build_tiny_tokenizer(), tmp_path / "ckpt")
-    config = json.loads((path / "config.json").read_text())
-    config["model_type"] = "gpt2"
-    (path / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ValueError, match="model_type 'gpt2' is not supported"):
-        load_model(path)
+def test_other_causal_lm_loads_and_samples_through_hf(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A GPT-2 (no family the fast engine knows): it loads, engine fast hands it to the hf engine with a one-line
+    notice, and the trainer's log-probs of what it sampled are its forward's."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    tokenizer = build_tiny_tokenizer()
+    torch.manual_seed(0)
+    eos = tokenizer.eos_token_id
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_embd=64,
+        n_layer=2,
+        n_head=4,
+        n_positions=256,
+        bos_token_id=eos,
+        eos_token_id=eos,
+    )
+    path = save_checkpoint(GPT2LMHeadModel(config).eval(), tokenizer, tmp_path / "gpt2")
+    model = load_model(path, dtype="float32").eval()
+    assert model.config.model_type == "gpt2"
+    monkeypatch.setattr("rlvr.rollout._noticed", set())  # notices given earlier in this process
+    with caplog.at_level("WARNING", logger="rlvr.rollout"):
+        engine = local_engine("fast", model, load_tokenizer(path))
+    assert isinstance(engine, HFEngine)
+    assert [r.getMessage() for r in caplog.records if r.name == "rlvr.rollout"] == [
+        "engine fast: the fast engine knows llama, qwen2, mistral, qwen3, gemma2, gemma3_text, phi3, olmo2 "
+        "decoders, not 'gpt2'; sampling with the hf engine (model.generate) instead"
+    ]
+    params = SamplingParams(n=2, temperature=1.0, max_new_tokens=12, seed=0, ignore_eos=True)
+    rollouts = engine.generate(["What is 2+3?", "hi"], params)
+    assert [len(r.completion_ids) for r in rollouts] == [12] * 4
+    for r in rollouts:
+        ids = torch.tensor([r.prompt_ids + r.completion_ids])
+        with torch.no_grad():
+            logp = token_logprobs(model, ids).logp[0, len(r.prompt_ids) :]
+        assert logp.tolist() == pytest.approx(r.logprobs, abs=1e-4)
 
 
 def test_tokenizer_without_chat_template_is_refused_where_required(tmp_path: Path) -> None:

@@ -6,8 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rlvr.models.tiny import build_tiny_model, tiny_config
+from rlvr.models.logprobs import completion_mask, extract_completions, token_logprobs
+from rlvr.models.tiny import WINDOW, build_tiny_model, tiny_config
 from rlvr.models.tokenizer import build_tiny_tokenizer
+from rlvr.rollout import local_engine
 from rlvr.rollout.decoder import KVCache
 from rlvr.rollout.fast import FastEngine
 from rlvr.rollout.hf import HFEngine
@@ -15,6 +17,11 @@ from rlvr.rollout.types import Rollout, RolloutEngine, SamplingParams
 
 QUESTIONS = ["2+2?", "What is 17 * 23?", "Solve 3x + 7 = 22 for x, showing every step."]
 ARCHS = ["qwen2", "llama-tied"]  # Qwen2: q/k/v biases; Llama: none, and tied input/output embeddings here
+# What each family brings: qwen3 q/k norms per head; mistral a sliding window on every layer; gemma2 (1 + w) norms
+# before and after each block, scaled embeddings, GELU, soft-capped scores and logits, sliding/global layers;
+# gemma3 q/k norms and a RoPE base per layer type; phi3 fused projections, partial rotary; olmo2 norms after blocks.
+FAMILIES = ["qwen3", "mistral", "gemma2", "gemma3_text", "phi3", "olmo2"]
+SHORT = "hi"  # 2 tokens, raw: shorter than the tiny window (8) until its 7th new token; the chat prompts are longer
 ENGINES = {"fast": FastEngine, "hf": HFEngine}
 
 
@@ -57,14 +64,40 @@ def same(a: list[Rollout], b: list[Rollout]) -> None:
         assert x.logprobs == pytest.approx(y.logprobs, abs=1e-4)
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+def trainer_logprobs(model, rollouts: list[Rollout]) -> list[list[float]]:
+    """The trainer's log-probs of each rollout's completion: `token_logprobs` over one left-padded batch."""
+    rows = [r.prompt_ids + r.completion_ids for r in rollouts]
+    T = max(len(row) for row in rows)
+    ids = torch.zeros((len(rows), T), dtype=torch.long)
+    mask = torch.zeros((len(rows), T), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, T - len(row) :], mask[i, T - len(row) :] = torch.tensor(row), 1
+    prompt_lengths = torch.tensor([len(r.prompt_ids) for r in rollouts])
+    with torch.no_grad():
+        out = token_logprobs(model, ids, mask, target_mask=completion_mask(mask, prompt_lengths))
+    logp, kept = extract_completions(out.logp, out.mask)
+    return [row[m].tolist() for row, m in zip(logp, kept, strict=True)]
+
+
+@pytest.mark.parametrize("arch", ARCHS + FAMILIES)
 def test_greedy_fast_matches_hf(arch, tokenizer, prompts):
+    """Token for token, on left-padded prompts of 2 to 63 tokens, past the sliding window of windowed families."""
     model = model_of(arch)
     params = greedy(n=2)
-    fast = FastEngine(model, tokenizer).generate(prompts, params)
-    same(fast, HFEngine(model, tokenizer).generate(prompts, params))
-    assert len(fast) == len(prompts) * 2
+    fast = FastEngine(model, tokenizer).generate([*prompts, SHORT], params)
+    same(fast, HFEngine(model, tokenizer).generate([*prompts, SHORT], params))
+    assert len(fast) == (len(prompts) + 1) * 2
     assert all(len(r.completion_ids) == len(r.logprobs) > 0 for r in fast)
+    assert len(fast[0].prompt_ids) > WINDOW > len(fast[-1].prompt_ids)
+
+
+@pytest.mark.parametrize("arch", ["mistral", "gemma2", "gemma3_text", "phi3"])
+def test_sdpa_path_matches_hf(arch, tokenizer, prompts):
+    """The GPU default path, with sliding windows (its mask narrowed to the window) and partial rotary; gemma2's
+    soft-capped attention takes the matmuls even when SDPA is asked for."""
+    model = model_of(arch)
+    fast = FastEngine(model, tokenizer, attention="sdpa").generate([*prompts, SHORT], greedy())
+    same(fast, HFEngine(model, tokenizer).generate([*prompts, SHORT], greedy()))
 
 
 @pytest.mark.parametrize("attention", ["matmul", "sdpa"])
@@ -110,13 +143,19 @@ def test_checkpoint_generation_defaults_do_not_leak_into_hf(tokenizer, prompts):
     )
 
 
-@pytest.mark.parametrize("arch", ARCHS)
-@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize(
+    "arch, engine", [(a, e) for a in ARCHS for e in ENGINES] + [(f, "fast") for f in FAMILIES]
+)
 def test_logprobs_equal_a_fresh_forward_pass(arch, engine, tokenizer, prompts):
+    """The engine's log-probs, and the trainer's (`token_logprobs`, left-padded batch), equal log_softmax of HF's
+    full forward over each unpadded sequence (families beyond qwen2/llama: the fast engine's samples)."""
     model = model_of(arch)
     params = SamplingParams(n=2, temperature=0.7, top_p=0.9, max_new_tokens=20, seed=3)
-    for rollout in ENGINES[engine](model, tokenizer).generate(prompts, params):
-        assert rollout.logprobs == pytest.approx(forward_logprobs(model, rollout), abs=1e-4)
+    rollouts = ENGINES[engine](model, tokenizer).generate([*prompts, SHORT], params)
+    for rollout, trainer in zip(rollouts, trainer_logprobs(model, rollouts), strict=True):
+        reference = forward_logprobs(model, rollout)
+        assert rollout.logprobs == pytest.approx(reference, abs=1e-4)
+        assert trainer == pytest.approx(reference, abs=1e-4)
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -238,8 +277,43 @@ def test_context_end_gives_length(engine, tokenizer):
     assert {r.finish_reason for r in rollouts} == {"length"}
 
 
-def test_fast_engine_rejects_what_it_cannot_run(tokenizer):
+def test_fast_engine_rejects_what_it_cannot_run(tokenizer, caplog, monkeypatch):
+    """FastEngine itself refuses; `local_engine("fast")` gives the hf engine instead, with a notice, once."""
     model = model_of("qwen2")
     model.config.rope_parameters = {"rope_type": "dynamic", "rope_theta": 10000.0, "factor": 2.0}
     with pytest.raises(ValueError, match="RoPE types"):
         FastEngine(model, tokenizer).generate(["hi"], greedy())
+    monkeypatch.setattr("rlvr.rollout._noticed", set())  # notices given earlier in this process
+    with caplog.at_level("WARNING", logger="rlvr.rollout"):
+        assert isinstance(local_engine("fast", model, tokenizer), HFEngine)
+        assert isinstance(local_engine("fast", model, tokenizer), HFEngine)
+    assert [r.getMessage() for r in caplog.records] == [
+        "engine fast: the fast engine supports RoPE types ('default', 'linear', 'llama3', 'yarn'), not 'dynamic'; "
+        "sampling with the hf engine (model.generate) instead"
+    ]
+    assert isinstance(local_engine("fast", model_of("gemma3_text"), tokenizer), FastEngine)
+
+
+@pytest.mark.parametrize("arch", ["llama", *FAMILIES])
+def test_bf16_prefill_and_decode_follow_hf(arch, tokenizer, prompts):
+    """bfloat16 weights: the decoder's logits after a left-padded prefill and one decode step stay within bf16
+    rounding of HF's forward (greedy paths part at near-ties, so tokens are not compared here)."""
+    from rlvr.rollout.decoder import Decoder
+
+    model = model_of(arch).to(torch.bfloat16)
+    rows = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in [*prompts, SHORT]]
+    T = max(len(r) for r in rows)
+    ids = torch.tensor([[0] * (T - len(r)) + r for r in rows])  # (B, T) left-padded
+    pad = torch.tensor([T - len(r) for r in rows])
+    mask = (torch.arange(T + 1)[None] >= pad[:, None]).long()  # (B, T+1)
+    decoder = Decoder(model, max_positions=T + 1)
+    cache = decoder.new_cache(len(rows), T + 1)
+    with torch.inference_mode():
+        first = decoder.prefill(ids, pad, cache, slice(0, len(rows)), 0, 1)  # (B, V)
+        nxt = first.argmax(-1)  # (B,)
+        second = decoder.decode(nxt, T, pad, decoder.pad_bias(pad, T + 1), cache)
+        full = torch.cat([ids, nxt[:, None]], dim=1)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        ref = model(input_ids=full, attention_mask=mask, position_ids=positions).logits[:, -2:].float()
+    torch.testing.assert_close(first, ref[:, 0], atol=0.05, rtol=0)
+    torch.testing.assert_close(second, ref[:, 1], atol=0.05, rtol=0)

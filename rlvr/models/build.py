@@ -14,7 +14,7 @@ import torch
 class TinyModel:
     """A random-init model of a real architecture, with rlvr's character tokenizer (model: tiny)."""
 
-    arch: str = "qwen2"  # qwen2 or llama
+    arch: str = "qwen2"  # a family of rlvr.models.tiny.ARCHS: qwen2, llama, qwen3, mistral, gemma2, ...
     hidden_size: int = 64
     num_layers: int = 2
     num_heads: int = 4

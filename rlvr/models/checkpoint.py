@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
-SUPPORTED = ("qwen2", "llama")  # model_type values the trainer and the fast rollout engine know
 # What transformers records in a tokenizer about how it was loaded (this machine's), and writes back on save.
 LOAD_OPTIONS = ("local_files_only", "is_local")
 
@@ -51,7 +50,7 @@ def load_model(
     """A causal LM from any model spec (see `resolve`). dtype "auto" keeps the checkpoint's; bfloat16 only where
     supported."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM
 
     from rlvr.models.registry import resolve
 
@@ -59,11 +58,6 @@ def load_model(
     _check_dir(path)
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    config = AutoConfig.from_pretrained(path, local_files_only=True)
-    if config.model_type not in SUPPORTED:
-        raise ValueError(
-            f"{path}: model_type {config.model_type!r} is not supported; rlvr supports {', '.join(SUPPORTED)}"
-        )
     with quiet_loading():
         model = AutoModelForCausalLM.from_pretrained(
             path, dtype="auto" if dtype == "auto" else getattr(torch, dtype), local_files_only=True

@@ -23,8 +23,9 @@ The backbone (`model.get_decoder()`) and the head (`model.get_output_embeddings(
 `model(...)`: a wrapper that acts in the top module's forward (DDP's gradient sync, FSDP's root unshard) does not
 see this call: `LogprobModel` makes it a module's forward.
 
-Only a plain linear head is handled (logits = hidden @ W.T + b), as in Qwen2 and Llama: no logit soft-capping or
-scaling (Gemma, Cohere would need it here).
+The head is linear (logits = hidden @ W.T + b) followed by what the model's own forward does to its logits
+(`rlvr.models.families.LogitTransform`: Gemma's final soft-capping cap * tanh(logits / cap), Cohere's and Granite's
+scaling), in the head's dtype before the float32 upcast, as HF's forward does.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
+from rlvr.models.families import LogitTransform, logit_transform
 from rlvr.models.packing import attention_mask_for, continues_sequence
 
 # "none": no entropy; "detached": entropy without gradient (logging); "grad": entropy the loss may differentiate.
@@ -59,9 +61,13 @@ def _chunk_stats(
     targets: Tensor,  # (C,)
     temperature: float,
     entropy: EntropyMode,
+    transform: LogitTransform | None,
 ) -> tuple[Tensor, Tensor]:
     """Log-prob of each target and the entropy, (C,) and (C,) (empty for "none"), of one chunk of positions."""
-    logits = F.linear(hidden, weight, bias).float()  # (C, V) float32
+    logits = F.linear(hidden, weight, bias)  # (C, V) in the head's dtype
+    if transform is not None:
+        logits = transform(logits)
+    logits = logits.float()  # (C, V) float32
     if temperature != 1.0:
         logits = logits / temperature
     logp_all = torch.log_softmax(logits, dim=-1)  # (C, V)
@@ -85,11 +91,13 @@ def head_logprobs(
     temperature: float = 1.0,
     chunk_size: int = 1024,
     entropy: EntropyMode = "detached",
+    transform: LogitTransform | None = None,
 ) -> tuple[Tensor, Tensor | None]:
     """Log-probs of `targets` and entropies under the linear head `weight`, `chunk_size` rows at a time.
 
     hidden: (N, H) final hidden states (after the backbone's last norm), any dtype.
     weight: (V, H) the LM head (`model.lm_head.weight`); bias: (V,) or None.
+    transform: what the model does to the head's logits (`logit_transform(model.config)`); None: nothing.
     targets: (N,) long, the token each row predicts.
     Returns logp (N,) float32 and entropy (N,) float32 (None for "none"). Differentiable in hidden, weight, bias
     when grad is enabled; each chunk is then checkpointed (see the module docstring for the memory bound).
@@ -112,11 +120,12 @@ def head_logprobs(
                 y,
                 temperature,
                 entropy,
+                transform,
                 use_reentrant=False,
                 preserve_rng_state=False,
             )  # (C,), (C,)
         else:
-            logp, ent = _chunk_stats(h, weight, bias, y, temperature, entropy)
+            logp, ent = _chunk_stats(h, weight, bias, y, temperature, entropy, transform)
         logps.append(logp)
         entropies.append(ent)
     if not logps:
@@ -157,12 +166,12 @@ def token_logprobs(
         mask = real.clone()
         mask[:, 0] = False
         mask[:, 1:] &= real[:, :-1]  # both the token and the one predicting it are real
-        model_mask: Tensor | None = attention_mask
+        model_mask: Tensor | dict[str, Tensor] | None = attention_mask
         if position_ids is None:
             model_mask, position_ids = padded_inputs(attention_mask)
     elif position_ids is not None:
         mask = continues_sequence(position_ids)  # (B, T)
-        model_mask = attention_mask_for(model, position_ids)  # (B, 1, T, T) or None
+        model_mask = attention_mask_for(model, position_ids)  # (B, 1, T, T), one per layer type, or None
     else:
         mask = torch.ones(B, T, dtype=torch.bool, device=input_ids.device)
         mask[:, 0] = False
@@ -176,6 +185,7 @@ def token_logprobs(
     rows = hidden[:, :-1][mask[:, 1:]]  # (N, H) the state before each wanted token
     targets = input_ids[:, 1:][mask[:, 1:]]  # (N,)
     head = model.get_output_embeddings()
+    transform = logit_transform(model.config)
     logp_flat, ent_flat = head_logprobs(
         rows,
         head.weight,
@@ -184,6 +194,7 @@ def token_logprobs(
         temperature=temperature,
         chunk_size=chunk_size,
         entropy=entropy,
+        transform=None if transform.identity else transform,
     )
     logp = _scatter(logp_flat, mask)
     ent = None if ent_flat is None else _scatter(ent_flat, mask)

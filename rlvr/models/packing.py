@@ -14,6 +14,10 @@ That detection only runs with no cache: call the backbone with `use_cache=False`
 `use_cache=True` creates a cache and the packed row silently attends across sequences (checked: hidden states off by
 ~2 on the tiny Llama). We build the mask ourselves for sdpa/eager rather than rely on that detection.
 
+A 4D mask is used as is by every layer, sliding-window layers included: for a model with sliding windows
+(`rlvr.models.families.layer_windows`) the mask carries the window too, one per layer type where they differ
+(gemma2/3 and qwen2/3 take a dict {layer type: mask}).
+
 This module knows token ids and shapes only; log-probs live in `rlvr.models.logprobs`.
 """
 
@@ -25,6 +29,8 @@ from typing import Any
 
 import torch
 from torch import Tensor
+
+from rlvr.models.families import layer_windows
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +88,11 @@ def continues_sequence(position_ids: Tensor) -> Tensor:
     return cont
 
 
-def packed_attention_mask(position_ids: Tensor, dtype: torch.dtype | None = None) -> Tensor:
-    """Block-diagonal causal mask (B, 1, T, T) from restarting `position_ids` (B, T).
+def packed_attention_mask(
+    position_ids: Tensor, dtype: torch.dtype | None = None, window: int | None = None
+) -> Tensor:
+    """Block-diagonal causal mask (B, 1, T, T) from restarting `position_ids` (B, T); with a sliding `window`, a
+    token sees itself and the window - 1 tokens before it at most.
 
     Boolean (True = query may attend to key) when `dtype` is None, the form `sdpa` takes; otherwise additive in
     `dtype` (0 allowed, finfo(dtype).min masked), the form `eager` takes. Memory is B*T*T elements: 256 MiB in bool
@@ -92,7 +101,8 @@ def packed_attention_mask(position_ids: Tensor, dtype: torch.dtype | None = None
     seq_id = torch.cumsum(~continues_sequence(position_ids), dim=-1)  # (B, T) sequence index within the row
     T = position_ids.shape[-1]
     idx = torch.arange(T, device=position_ids.device)
-    causal = idx[:, None] >= idx[None, :]  # (T, T) query >= key
+    back = idx[:, None] - idx[None, :]  # (T, T) query - key
+    causal = (back >= 0) if window is None else (back >= 0) & (back < window)
     same = seq_id[:, :, None] == seq_id[:, None, :]  # (B, T, T)
     allowed = (same & causal)[:, None]  # (B, 1, T, T)
     if dtype is None:
@@ -101,12 +111,19 @@ def packed_attention_mask(position_ids: Tensor, dtype: torch.dtype | None = None
     return torch.where(allowed, zero, torch.finfo(dtype).min)
 
 
-def attention_mask_for(model: Any, position_ids: Tensor) -> Tensor | None:
-    """The mask a packed row needs for `model`'s attention implementation (None: let position_ids speak)."""
+def attention_mask_for(model: Any, position_ids: Tensor) -> Tensor | dict[str, Tensor] | None:
+    """The mask a packed row needs for `model`'s attention implementation (None: let position_ids speak): one
+    mask, or {layer type: mask} when full and sliding-window layers mix."""
     impl = getattr(model.config, "_attn_implementation", "sdpa")
-    if impl == "sdpa":
-        return packed_attention_mask(position_ids)
-    if impl == "eager":
-        return packed_attention_mask(position_ids, dtype=model.dtype)
-    # flash_attention_2/3, flex_attention: transformers builds varlen attention / a BlockMask from position_ids.
-    return None
+    if impl not in ("sdpa", "eager"):
+        # flash_attention_2/3, flex_attention: transformers builds varlen attention / a BlockMask from
+        # position_ids, and applies each layer's window itself.
+        return None
+    dtype = None if impl == "sdpa" else model.dtype
+    windows = set(layer_windows(model.config))
+    if len(windows) == 1:
+        return packed_attention_mask(position_ids, dtype, window=windows.pop())
+    return {
+        "full_attention": packed_attention_mask(position_ids, dtype),
+        "sliding_attention": packed_attention_mask(position_ids, dtype, window=model.config.sliding_window),
+    }

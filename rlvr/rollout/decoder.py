@@ -1,4 +1,5 @@
-"""A lean forward pass of a Hugging Face Qwen2 / Llama decoder with a KV cache, for sampling.
+"""A lean forward pass of a Hugging Face decoder (the families of `rlvr.models.families`) with a KV cache, for
+sampling.
 
 It reads the live `nn.Module`: a `Decoder` holds references to the model's own weight tensors (embedding, q/k/v/o
 projections, MLP, norms, lm_head), never copies, so an optimizer step is seen at once. What it replaces is the glue
@@ -7,188 +8,90 @@ batches costs more than the arithmetic. Projections must be plain `nn.Linear` (m
 
 Layout: every row is one sequence; its prompt is left-padded so that all prompts end at the same cache slot, and
 each decode step writes all rows at one slot. Row b's token at slot s has position s - pad[b]; slots before
-pad[b] are masked out. It knows nothing of sampling or stopping (see `fast.py`).
-Supported: full attention (no sliding window) and RoPE types whose tables do not depend on the sequence length.
+pad[b] are masked out. A sliding-window layer reads only its last `window` slots (padding lies before a row's
+tokens, so slot distance is token distance). It knows nothing of sampling or stopping (see `fast.py`).
+Supported: what `layers.unsupported` allows (RoPE types whose tables do not depend on the sequence length, full
+and sliding attention, SiLU/GELU gated MLPs).
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor
 
-ARCHS = ("qwen2", "llama")
-# RoPE types with static tables ("dynamic" and "longrope" rescale with the sequence length).
-ROPE_TYPES = ("default", "linear", "llama3", "yarn")
+from rlvr.models.families import FAMILIES, logit_transform
+from rlvr.rollout.cache import KVCache
+from rlvr.rollout.layers import (
+    ACTIVATIONS,
+    Layer,
+    Linear,
+    layers_of,
+    norm_weight,
+    rms_norm,
+    rope_tables,
+    rotation,
+    unsupported,
+)
 
-
-class KVCache:
-    """Keys and values of every layer: values (B, KV, capacity, hd); keys the same for SDPA, or transposed,
-    (B, KV, hd, capacity), for matmul attention, where q @ k^T is then a plain batched matmul (~30% faster on CPU).
-    Rows can be dropped and capacity grown (`resize`), so memory follows the live rows, not the worst case."""
-
-    def __init__(
-        self,
-        layers: int,
-        rows: int,
-        kv_heads: int,
-        capacity: int,
-        head_dim: int,
-        like: torch.Tensor,
-        keys_transposed: bool,
-    ):
-        self.keys_transposed = keys_transposed
-        self.key_slot_dim = 3 if self.keys_transposed else 2
-        k_shape = (
-            (rows, kv_heads, head_dim, capacity)
-            if self.keys_transposed
-            else (rows, kv_heads, capacity, head_dim)
-        )
-        v_shape = (rows, kv_heads, capacity, head_dim)
-        # Zeros, not empty: slots left of a short prompt are masked, but NaN garbage there would still leak (0 * NaN).
-        self.k = [torch.zeros(k_shape, dtype=like.dtype, device=like.device) for _ in range(layers)]
-        self.v = [torch.zeros(v_shape, dtype=like.dtype, device=like.device) for _ in range(layers)]
-        self._flatten()
-
-    def _flatten(self) -> None:
-        """(B*KV, ...) views of every layer's keys and values, for the batched matmuls of CPU attention."""
-        self.k_flat = [k.flatten(0, 1) for k in self.k]  # (B*KV, hd, C) on CPU
-        self.v_flat = [v.flatten(0, 1) for v in self.v]  # (B*KV, C, hd)
-
-    @property
-    def capacity(self) -> int:
-        return self.v[0].shape[2]
-
-    def write(self, layer: int, rows: slice, start: int, k: torch.Tensor, v: torch.Tensor) -> None:
-        """Store k, v (R, KV, T, hd) in slots [start, start+T) of `rows`."""
-        T = k.shape[2]
-        keys = self.k[layer][rows].narrow(self.key_slot_dim, start, T)
-        keys.copy_(k.transpose(2, 3) if self.keys_transposed else k)
-        self.v[layer][rows].narrow(2, start, T).copy_(v)
-
-    def resize(self, keep: torch.Tensor | None, capacity: int, used: int) -> None:
-        """Keep rows `keep` (all if None) and the first `used` slots, in a cache of `capacity` slots.
-        One layer at a time, so the peak is one layer over the cache's size."""
-        for cache, dim in ((self.k, self.key_slot_dim), (self.v, 2)):
-            for i, old in enumerate(cache):
-                rows = old if keep is None else old.index_select(0, keep)
-                shape = list(rows.shape)
-                shape[dim] = capacity
-                new = torch.empty(shape, dtype=old.dtype, device=old.device)
-                # Slots >= used are written before they are read.
-                new.narrow(dim, 0, used).copy_(rows.narrow(dim, 0, used))
-                cache[i] = new
-        self._flatten()
-
-    def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in self.k + self.v)
-
-
-class Linear(NamedTuple):
-    weight_t: torch.Tensor  # (in, out): a transposed view of the model's own (out, in) parameter, not a copy
-    bias: torch.Tensor | None
-
-    @staticmethod
-    def of(module: Any) -> Linear:
-        if not isinstance(module, nn.Linear):
-            raise ValueError(
-                f"the fast engine reads plain nn.Linear weights, got {type(module).__name__}: merge adapters"
-            )
-        return Linear(module.weight.t(), module.bias)
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """x @ W^T + b for 2-D x (one addmm / mm, no per-call transpose)."""
-        return torch.mm(x, self.weight_t) if self.bias is None else torch.addmm(self.bias, x, self.weight_t)
-
-    def add_to(self, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        """x + a @ W^T (+ b) for 2-D x, a: the residual add rides in the matmul (addmm's beta term)."""
-        out = torch.addmm(x, a, self.weight_t)
-        return out if self.bias is None else out.add_(self.bias)
-
-
-class Layer(NamedTuple):
-    """One decoder layer's weights (references, not copies)."""
-
-    attn_norm: torch.Tensor  # (D,)
-    q: Linear
-    k: Linear
-    v: Linear
-    o: Linear
-    mlp_norm: torch.Tensor  # (D,)
-    gate: Linear
-    up: Linear
-    down: Linear
-
-    @staticmethod
-    def of(layer: Any) -> Layer:
-        attn, mlp = layer.self_attn, layer.mlp
-        return Layer(
-            attn_norm=layer.input_layernorm.weight,
-            q=Linear.of(attn.q_proj),
-            k=Linear.of(attn.k_proj),
-            v=Linear.of(attn.v_proj),
-            o=Linear.of(attn.o_proj),
-            mlp_norm=layer.post_attention_layernorm.weight,
-            gate=Linear.of(mlp.gate_proj),
-            up=Linear.of(mlp.up_proj),
-            down=Linear.of(mlp.down_proj),
-        )
+__all__ = ["Decoder", "KVCache"]
 
 
 class Decoder:
-    """Prefill and decode over a `Qwen2ForCausalLM` / `LlamaForCausalLM`. Build one per `generate` call: it holds
-    references to the model's weights and a RoPE table."""
+    """Prefill and decode over a causal LM of a known family. Build one per `generate` call: it holds references
+    to the model's weights and its RoPE tables."""
 
     def __init__(self, model: Any, max_positions: int, attention: str = "auto") -> None:
         """attention: "matmul" (batched matmuls over a transposed key cache), "sdpa" (F.scaled_dot_product_attention)
-        or "auto" (matmul on CPU, sdpa elsewhere)."""
-        config = model.config
-        if config.model_type not in ARCHS:
-            raise ValueError(
-                f"the fast engine knows {', '.join(ARCHS)} decoders, not {config.model_type!r}: use HFEngine"
-            )
-        rope_type = (getattr(config, "rope_parameters", None) or {}).get("rope_type", "default")
-        if rope_type not in ROPE_TYPES:
-            raise ValueError(
-                f"the fast engine supports RoPE types {ROPE_TYPES}, not {rope_type!r}: use HFEngine"
-            )
-        if any(kind != "full_attention" for kind in getattr(config, "layer_types", None) or []):
-            raise ValueError("the fast engine has no sliding-window attention: use HFEngine")
-        if config.hidden_act != "silu":
-            raise ValueError(
-                f"the fast engine's MLP is SwiGLU (silu), not {config.hidden_act!r}: use HFEngine"
-            )
-        body = model.model
-        self.embed = model.get_input_embeddings().weight  # (V, D)
-        self.layers = [Layer.of(layer) for layer in body.layers]
-        self.norm = body.norm.weight  # (D,)
-        self.lm_head = Linear.of(model.get_output_embeddings())  # tied: the same tensor as `embed`
-        self.heads = config.num_attention_heads
-        self.kv_heads = config.num_key_value_heads
-        self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.heads
-        device = self.embed.device
+        or "auto" (matmul on CPU, sdpa elsewhere). Attention soft-capping (gemma2) always takes the matmuls: SDPA
+        has no soft-cap."""
+        reason = unsupported(model)
+        if reason is not None:
+            raise ValueError(f"{reason}: use HFEngine")
         if attention not in ("auto", "matmul", "sdpa"):
             raise ValueError(f"attention must be auto, matmul or sdpa, not {attention!r}")
-        self.matmul_attention = attention == "matmul" or (attention == "auto" and device.type == "cpu")
-        self.eps = torch.tensor(config.rms_norm_eps, device=device)  # float32, 0-dim
+        config = model.config
+        family = FAMILIES[config.model_type]
+        embedding = model.get_input_embeddings()
+        self.embed = embedding.weight  # (V, D)
+        device = self.embed.device
+        # gemma: embeddings times sqrt(D), a float32 scalar cast to their dtype (as HF does)
+        self.embed_scale = embedding.embed_scale.to(self.embed.dtype) if family.embed_scale else None
+        attn = model.model.layers[0].self_attn
+        self.heads = config.num_attention_heads
+        self.kv_heads = config.num_key_value_heads
+        self.head_dim = attn.head_dim
+        self.scale = float(attn.scaling)  # hd^-0.5, or gemma's query_pre_attn_scalar^-0.5
+        self.softcap = config.attn_logit_softcapping if family.attn_softcap else None
+        self.qk_whole = family.qk_norm == "whole"
+        self.activation = ACTIVATIONS[getattr(config, family.activation_key)]
+        self.norm_fn = rms_norm(family.norm, torch.tensor(config.rms_norm_eps, device=device))
+        self.ropes, rope_index = rope_tables(model, family, max_positions, self.head_dim)
+        self.rotation = rotation(self.ropes[0].dims, self.head_dim, device)
+        if self.ropes[0].cos.dtype != self.embed.dtype:  # the rotary module keeps float32 tables (olmo2)
+            self._rope = self._rope_upcast  # type: ignore[method-assign]
+        self.layers: list[Layer] = layers_of(model, family, rope_index)
+        self.windows = sorted({layer.window for layer in self.layers}, key=lambda w: w or 0)
+        self.norm = norm_weight(model.model.norm.weight, family.norm)  # (D,)
+        self.lm_head = Linear.of(model.get_output_embeddings())  # tied: the same tensor as `embed`
+        transform = logit_transform(config)
+        self.logit_transform = None if transform.identity else transform
+        self.matmul_attention = (
+            attention == "matmul"
+            or (attention == "auto" and device.type == "cpu")
+            or self.softcap is not None
+        )
         # baddbmm's additive term when no row has padding
         self.zero = torch.zeros((), dtype=self.embed.dtype, device=device)
-        # The model's own rotary module computes the table, so scaled RoPE (llama3, yarn) matches HF exactly.
-        positions = torch.arange(max_positions, device=device)[None]  # (1, S)
-        cos, sin = body.rotary_emb(self.embed[:1], positions)  # (1, S, hd) each, in the model's dtype
-        half = self.head_dim // 2
-        self.cos = cos[0]  # (S, hd)
-        # rotate_half(x) = roll(x, half) with its first half negated: fold that sign into the sin table.
-        self.sin = torch.cat((-sin[0, :, :half], sin[0, :, half:]), dim=-1)  # (S, hd)
 
     def new_cache(self, rows: int, capacity: int) -> KVCache:
         return KVCache(
             len(self.layers), rows, self.kv_heads, capacity, self.head_dim, self.embed, self.matmul_attention
         )
 
-    def pad_bias(self, pad: torch.Tensor, slots: int) -> torch.Tensor | None:
+    def pad_bias(self, pad: Tensor, slots: int) -> Tensor | None:
         """Additive attention mask for `decode`: 0 on real slots, -inf on each row's left padding, in the layout
         its attention reads ((B, 1, 1, S) for SDPA, (B*KV, 1, S) for the CPU matmuls); None without padding."""
         if not bool((pad > 0).any()):
@@ -203,94 +106,165 @@ class Decoder:
             return bias[:, None].expand(B, self.kv_heads, slots).reshape(B * self.kv_heads, 1, slots)
         return bias[:, None, None]
 
-    def _norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        """HF's RMSNorm (float32 statistics, weight applied in the input dtype) in 4 kernels where F.rms_norm
-        decomposes into ~10 on CPU: mean(x^2) + eps as norm(x)^2 / D + eps, one norm and one multiply-add."""
-        xf = x if x.dtype == torch.float32 else x.float()
-        norm = torch.linalg.vector_norm(xf, dim=-1, keepdim=True)  # (N, 1)
-        scale = torch.addcmul(self.eps, norm, norm, value=1 / x.shape[-1]).rsqrt_()  # (N, 1)
-        y = xf * scale
-        return weight * (y if x.dtype == torch.float32 else y.to(x.dtype))
+    def _embed(self, ids: Tensor) -> Tensor:
+        x = F.embedding(ids, self.embed)  # (N, D)
+        return x if self.embed_scale is None else x * self.embed_scale
 
-    def _rope(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, out: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def _rope(self, x: Tensor, cos: Tensor, sin: Tensor, out: Tensor | None = None) -> Tensor:
         """HF's rotary embedding (half-split layout): x * cos + rotate_half(x) * sin, cos/sin broadcast over heads;
         `out` may be the cache slot, saving a copy."""
-        return torch.addcmul(x * cos, x.roll(self.head_dim // 2, dims=-1), sin, out=out)
+        turned = x.roll(self.head_dim // 2, dims=-1) if self.rotation is None else x[..., self.rotation]
+        return torch.addcmul(x * cos, turned, sin, out=out)
+
+    def _rope_upcast(self, x: Tensor, cos: Tensor, sin: Tensor, out: Tensor | None = None) -> Tensor:
+        """`_rope` with float32 tables on a lower-precision x (olmo2 keeps RoPE in float32): computed in float32,
+        cast back to x's dtype, as HF's olmo2 does."""
+        turned = x.roll(self.head_dim // 2, dims=-1) if self.rotation is None else x[..., self.rotation]
+        y = torch.addcmul(x * cos, turned, sin)  # float32
+        return y.to(x.dtype) if out is None else out.copy_(y)
+
+    def _qk_norm(self, layer: Layer, q: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
+        """q (N, H*hd), k (N, KV*hd) through the layer's q/k RMSNorms: over all heads at once (olmo2) or each head."""
+        assert layer.q_norm is not None and layer.k_norm is not None
+        if self.qk_whole:
+            return self.norm_fn(q, layer.q_norm), self.norm_fn(k, layer.k_norm)
+        N, hd = q.shape[0], self.head_dim
+        q = self.norm_fn(q.view(N, -1, hd), layer.q_norm).view(N, -1)
+        return q, self.norm_fn(k.view(N, -1, hd), layer.k_norm).view(N, -1)
+
+    def _add(self, x: Tensor, proj: Linear, a: Tensor, post: Tensor | None) -> Tensor:
+        """The residual add of a block's output: x + proj(a), or x + norm(proj(a)) with a norm after the block."""
+        return proj.add_to(x, a) if post is None else x + self.norm_fn(proj(a), post)
+
+    def _mlp(self, x: Tensor, layer: Layer) -> Tensor:
+        """x plus the layer's gated MLP of x (norms around it as the family has them); x (N, D)."""
+        h = x if layer.mlp_norm is None else self.norm_fn(x, layer.mlp_norm)
+        return self._add(x, layer.down, self.activation(layer.gate(h)).mul_(layer.up(h)), layer.mlp_post)
+
+    def _logits(self, h: Tensor) -> Tensor:
+        """(N, V) float32 logits of final hidden states (N, D): the final norm, the head, its transform (gemma's
+        soft-capping, in the head's dtype as HF's forward does)."""
+        logits = self.lm_head(self.norm_fn(h, self.norm))
+        return (logits if self.logit_transform is None else self.logit_transform(logits)).float()
+
+    def _prefill_mask(self, pad: Tensor, T: int, window: int | None) -> Tensor | None:
+        """Boolean (U, 1, T, T) mask of a prefill chunk, True = may attend; None when plain causal attention is
+        it (SDPA's is_causal)."""
+        if window is not None and window >= T:
+            window = None  # it does not bite
+        if window is None and not bool((pad > 0).any()) and self.softcap is None:
+            return None
+        slots = torch.arange(T, device=pad.device)
+        back = slots[:, None] - slots[None, :]  # (T, T) query slot - key slot
+        allowed = back >= 0 if window is None else (back >= 0) & (back < window)
+        allowed = allowed & (slots[None, :] >= pad[:, None])[:, None, :]  # (U, T, T) real keys only
+        # A pad query sees only itself (finite garbage, never read) so no row of the softmax is empty.
+        return (allowed | torch.eye(T, dtype=torch.bool, device=pad.device))[:, None]
+
+    def _prefill_attention(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
+        """q (U, H, T, hd), k and v (U, KV, T, hd) -> (U, H, T, hd)."""
+        # Repeat KV heads for the query heads: any SDPA backend then takes the mask (prefill is not the hot loop).
+        k, v = (
+            k.repeat_interleave(self.heads // self.kv_heads, dim=1),
+            v.repeat_interleave(self.heads // self.kv_heads, dim=1),
+        )  # (U, H, T, hd)
+        if self.softcap is None:
+            return F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, is_causal=mask is None, scale=self.scale
+            )
+        assert mask is not None  # soft-capped scores, as HF's eager attention: (U, H, T, T) in memory
+        scores = (q @ k.transpose(-1, -2)).mul_(self.scale).div_(self.softcap).tanh_().mul_(self.softcap)
+        weights = scores.masked_fill_(~mask, float("-inf")).float().softmax(dim=-1).to(q.dtype)
+        return weights @ v
+
+    def _capped_scores(self, q: Tensor, keys: Tensor, bias: Tensor | None) -> Tensor:
+        """gemma2's decode scores: cap * tanh(q k^T * scale / cap), then the padding bias. q (B*KV, G, hd), keys
+        (B*KV, hd, n), bias (B*KV, 1, n) or None -> (B*KV, G, n)."""
+        assert self.softcap is not None
+        scores = torch.bmm(q, keys).mul_(self.scale).div_(self.softcap).tanh_().mul_(self.softcap)
+        return scores if bias is None else scores.add_(bias)
 
     def prefill(
-        self, ids: torch.Tensor, pad: torch.Tensor, cache: KVCache, rows: slice, start: int, repeat: int
-    ) -> torch.Tensor:
+        self, ids: Tensor, pad: Tensor, cache: KVCache, rows: slice, start: int, repeat: int
+    ) -> Tensor:
         """Run left-padded prompts `ids` (U, T) with `pad` (U,) pad tokens each; write their keys/values to cache
         slots [start, start+T) of `rows`, each prompt `repeat` times (its n samples share the prefill).
         Returns the logits at the last position, (U, V) float32."""
         U, T = ids.shape
         H, KV, hd = self.heads, self.kv_heads, self.head_dim
         positions = (torch.arange(T, device=ids.device)[None] - pad[:, None]).clamp(min=0)  # (U, T)
-        cos, sin = self.cos[positions][:, :, None], self.sin[positions][:, :, None]  # (U, T, 1, hd)
-        mask = None
-        if bool((pad > 0).any()):
-            slots = torch.arange(T, device=ids.device)
-            causal = slots[None, :] <= slots[:, None]  # (T, T) query row, key column
-            real_key = slots[None, :] >= pad[:, None]  # (U, T)
-            # A pad query sees only itself (finite garbage, never read) so no row of the softmax is empty.
-            mask = (causal & real_key[:, None, :]) | torch.eye(T, dtype=torch.bool, device=ids.device)
-            mask = mask[:, None]  # (U, 1, T, T)
-        x = F.embedding(ids.flatten(), self.embed)  # (U*T, D)
+        ropes = [
+            (r.cos[positions][:, :, None], r.sin[positions][:, :, None]) for r in self.ropes
+        ]  # (U, T, 1, hd)
+        masks = {window: self._prefill_mask(pad, T, window) for window in self.windows}
+        x = self._embed(ids.flatten())  # (U*T, D)
         for i, layer in enumerate(self.layers):
-            h = self._norm(x, layer.attn_norm)
-            q = self._rope(layer.q(h).view(U, T, H, hd), cos, sin).transpose(1, 2)  # (U, H, T, hd)
-            k = self._rope(layer.k(h).view(U, T, KV, hd), cos, sin).transpose(1, 2)  # (U, KV, T, hd)
+            cos, sin = ropes[layer.rope]
+            h = x if layer.attn_norm is None else self.norm_fn(x, layer.attn_norm)
+            q, k = layer.q(h), layer.k(h)  # (U*T, H*hd), (U*T, KV*hd)
+            if layer.q_norm is not None:
+                q, k = self._qk_norm(layer, q, k)
+            q = self._rope(q.view(U, T, H, hd), cos, sin).transpose(1, 2)  # (U, H, T, hd)
+            k = self._rope(k.view(U, T, KV, hd), cos, sin).transpose(1, 2)  # (U, KV, T, hd)
             v = layer.v(h).view(U, T, KV, hd).transpose(1, 2)  # (U, KV, T, hd)
             cache.write(
                 i, rows, start, k.repeat_interleave(repeat, dim=0), v.repeat_interleave(repeat, dim=0)
             )
-            # Repeat KV heads for the query heads: any SDPA backend then takes the mask (prefill is not the hot loop).
-            k, v = k.repeat_interleave(H // KV, dim=1), v.repeat_interleave(H // KV, dim=1)  # (U, H, T, hd)
-            o = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=mask, is_causal=mask is None
-            )  # (U, H, T, hd)
-            x = layer.o.add_to(x, o.transpose(1, 2).reshape(U * T, H * hd))  # (U*T, D)
-            h = self._norm(x, layer.mlp_norm)
-            x = layer.down.add_to(x, F.silu(layer.gate(h)).mul_(layer.up(h)))  # (U*T, D)
-        return self.lm_head(self._norm(x.view(U, T, -1)[:, -1], self.norm)).float()  # (U, V)
+            o = self._prefill_attention(q, k, v, masks[layer.window])  # (U, H, T, hd)
+            x = self._add(x, layer.o, o.transpose(1, 2).reshape(U * T, H * hd), layer.attn_post)  # (U*T, D)
+            x = self._mlp(x, layer)  # (U*T, D)
+        return self._logits(x.view(U, T, -1)[:, -1])  # (U, V)
 
-    def decode(
-        self, tokens: torch.Tensor, slot: int, pad: torch.Tensor, bias: torch.Tensor | None, cache: KVCache
-    ) -> torch.Tensor:
+    def decode(self, tokens: Tensor, slot: int, pad: Tensor, bias: Tensor | None, cache: KVCache) -> Tensor:
         """One step for every row: `tokens` (B,) go into cache slot `slot`; returns next-token logits (B, V) float32.
         `bias` is `pad_bias(pad, S)` for any S > slot. The hot loop: on small models every kernel launch counts
         (in-place ops, residual adds fused into addmm, keys roped straight into the cache)."""
         B = tokens.shape[0]
         H, KV, hd, L = self.heads, self.kv_heads, self.head_dim, slot + 1
         positions = slot - pad  # (B,)
-        cos = self.cos.index_select(0, positions)[:, None]  # (B, 1, hd)
-        sin = self.sin.index_select(0, positions)[:, None]  # (B, 1, hd)
-        mask = None if bias is None else bias.narrow(-1, 0, L)  # SDPA's
-        scores_init = self.zero if mask is None else mask  # baddbmm's additive term (CPU)
+        ropes = [
+            (r.cos.index_select(0, positions)[:, None], r.sin.index_select(0, positions)[:, None])
+            for r in self.ropes
+        ]  # (B, 1, hd)
+        # Per window: the first slot read, how many, and the padding bias over them (SDPA's mask / baddbmm's term).
+        spans = {}
+        for window in self.windows:
+            lo = 0 if window is None else max(0, L - window)
+            span_bias = None if bias is None else bias.narrow(-1, lo, L - lo)
+            spans[window] = (lo, L - lo, span_bias)
         fp32 = self.embed.dtype == torch.float32
-        x = F.embedding(tokens, self.embed)  # (B, D)
+        norm, act, scale, capped = self.norm_fn, self.activation, self.scale, self.softcap is not None
+        x = self._embed(tokens)  # (B, D)
         layers = zip(self.layers, cache.k, cache.v, cache.k_flat, cache.v_flat, strict=True)
         for layer, keys, values, keys_flat, values_flat in layers:
-            h = self._norm(x, layer.attn_norm)
-            q = self._rope(layer.q(h).view(B, H, hd), cos, sin)  # (B, H, hd)
-            self._rope(layer.k(h).view(B, KV, hd), cos, sin, out=keys.select(cache.key_slot_dim, slot))
+            cos, sin = ropes[layer.rope]
+            lo, n, mask = spans[layer.window]
+            h = x if layer.attn_norm is None else norm(x, layer.attn_norm)
+            q, k = layer.q(h), layer.k(h)  # (B, H*hd), (B, KV*hd)
+            if layer.q_norm is not None:
+                q, k = self._qk_norm(layer, q, k)
+            q = self._rope(q.view(B, H, hd), cos, sin)  # (B, H, hd)
+            self._rope(k.view(B, KV, hd), cos, sin, out=keys.select(cache.key_slot_dim, slot))
             values.select(2, slot).copy_(layer.v(h).view(B, KV, hd))
             # The H // KV query heads of one KV head become its queries: GQA without repeating the cache.
-            if cache.keys_transposed:  # CPU: scores = bias + q k^T / sqrt(hd) in one batched matmul
+            if cache.keys_transposed:  # CPU: scores = bias + q k^T * scale in one batched matmul
                 q = q.view(B * KV, H // KV, hd)
-                scores = torch.baddbmm(
-                    scores_init, q, keys_flat.narrow(2, 0, L), alpha=hd**-0.5
-                )  # (B*KV, G, L)
+                keys_read = keys_flat.narrow(2, lo, n)  # (B*KV, hd, n)
+                if capped:
+                    scores = self._capped_scores(q, keys_read, mask)  # (B*KV, G, n)
+                else:
+                    scores = torch.baddbmm(self.zero if mask is None else mask, q, keys_read, alpha=scale)
                 weights = scores.softmax(dim=-1) if fp32 else scores.float().softmax(dim=-1).to(x.dtype)
-                o = torch.bmm(weights, values_flat.narrow(1, 0, L))  # (B*KV, G, hd)
+                o = torch.bmm(weights, values_flat.narrow(1, lo, n))  # (B*KV, G, hd)
             else:
                 q = q.view(B, KV, H // KV, hd)
                 o = F.scaled_dot_product_attention(
-                    q, keys.narrow(2, 0, L), values.narrow(2, 0, L), attn_mask=mask
+                    q, keys.narrow(2, lo, n), values.narrow(2, lo, n), attn_mask=mask, scale=scale
                 )
-            x = layer.o.add_to(x, o.reshape(B, H * hd))  # (B, D)
-            h = self._norm(x, layer.mlp_norm)
-            x = layer.down.add_to(x, F.silu(layer.gate(h)).mul_(layer.up(h)))  # (B, D)
-        return self.lm_head(self._norm(x, self.norm)).float()  # (B, V)
+            o = o.reshape(B, H * hd)
+            # Residual adds: fused into the projection's addmm, unless a norm follows the block (gemma, olmo2).
+            x = layer.o.add_to(x, o) if layer.attn_post is None else x + norm(layer.o(o), layer.attn_post)
+            h = x if layer.mlp_norm is None else norm(x, layer.mlp_norm)
+            a = act(layer.gate(h)).mul_(layer.up(h))  # (B, I)
+            x = layer.down.add_to(x, a) if layer.mlp_post is None else x + norm(layer.down(a), layer.mlp_post)
+        return self._logits(x)  # (B, V)

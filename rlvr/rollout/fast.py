@@ -64,7 +64,8 @@ def sample(
 
 
 class FastEngine:
-    """`RolloutEngine` over the live model (Qwen2 / Llama). Settings:
+    """`RolloutEngine` over the live model, of a family in `rlvr.models.families` (`local_engine` gives others the
+    hf engine). Settings:
     max_batch: sequences decoded together (prompts are taken in waves of max_batch // n); None = all at once.
     sync_every: decode steps between looks from the host (finished rows run on, discarded, until then).
     prefill_tokens: prompt tokens per prefill chunk (bounds the prefill's activation memory).
