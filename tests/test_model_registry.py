@@ -269,7 +269,7 @@ def _spec(gguf: Path, chunks: int = 1) -> ModelSpec:
 def test_fetch_writes_once_and_resolves_by_name(
     tiny_gguf: tuple[Path, Any], models_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from rlvr.train.sft import build_model
+    from rlvr.models.build import build_model
 
     spec = _spec(tiny_gguf[0])
     monkeypatch.setitem(registry.REGISTRY, spec.name, spec)
@@ -283,9 +283,8 @@ def test_fetch_writes_once_and_resolves_by_name(
     again = fetch(spec)
     assert not again.fetched and str(again) == f"tiny-test: already present at {result.path}"
     config = SimpleNamespace(model="tiny-test", dtype="float32", gradient_checkpointing=False, tiny=None)
-    model, tokenizer = build_model(
-        config, None, torch.device("cpu")
-    )  # what every stage's model= goes through
+    # what every stage's model= goes through
+    model, tokenizer = build_model(config, None, torch.device("cpu"), torch.float32)
     assert model.config.model_type == "llama" and tokenizer.eos_token == "<|im_end|>"
 
 

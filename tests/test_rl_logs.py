@@ -19,7 +19,7 @@ from rlvr.train.rl import RLConfig, Trainer
 SEEN: list[str] = []
 
 
-def spy(response: str, gold: str) -> float:
+def spy(response: str, gold: str, final_form: bool = False) -> float:
     SEEN.append(response)
     return float(len(response) % 2)  # mixed rewards, so groups are kept
 
