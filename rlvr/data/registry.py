@@ -133,11 +133,11 @@ GENERATED: dict[str, DatasetSpec] = {
                     "make_problems('test', 500, seed=0, max_digits=3)",
                     generator=partial(make_problems, "test", 500, seed=0, max_digits=3), final_form=True),
         DatasetSpec("words", "train", "", 20000,
-                    "d6420589cdfeecaac04dd46fb79ced0f1c69c9e5af0638cc42fc87a954cb3057", RLVR_WORDS,
+                    "e4a6ce049bf4ca74d72fc8535c0946e867ed9720ac1b66bb8e41e03dabf40e14", RLVR_WORDS,
                     "word_problems.make_problems('train', 20000, seed=0)",
                     generator=partial(word_problems.make_problems, "train", 20000, seed=0), final_form=True),
         DatasetSpec("words_test", "eval", "", 500,
-                    "d9d7b672ea8be0956fb55eacf3846ccc20bb5a405ea695ab168477902869f35a", RLVR_WORDS,
+                    "781a5a91fac4bbff8bd1e428afa43c52a2d073a1abdbbd453be0d3370fed30db", RLVR_WORDS,
                     "word_problems.make_problems('test', 500, seed=0)",
                     generator=partial(word_problems.make_problems, "test", 500, seed=0), final_form=True),
     ]

@@ -86,8 +86,19 @@ def make_story(rng: random.Random, steps: int, size: int = 10) -> tuple[str, str
     return " ".join(sentences), "\n".join(lines), count
 
 
+def _events(rng: random.Random, max_steps: int) -> int:
+    """How many events a story has: k in 1..max_steps with weight 1/k (max_steps 2: one event 2/3 of the time)."""
+    weights = [1 / k for k in range(1, max_steps + 1)]
+    u = rng.random() * sum(weights)
+    for k, w in enumerate(weights, start=1):
+        if u < w:
+            return k
+        u -= w
+    return max_steps
+
+
 def make_problems(split: str, count: int, seed: int = 0, max_steps: int = 2, size: int = 10) -> list[Problem]:
-    """`count` distinct problems of `split`, 1..`max_steps` events each (uniform), the same on any Python."""
+    """`count` distinct problems of `split`, 1..`max_steps` events each (`_events`), the same on any Python."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     if count < 0 or max_steps < 1 or size < 4:
@@ -97,7 +108,7 @@ def make_problems(split: str, count: int, seed: int = 0, max_steps: int = 2, siz
     problems: list[Problem] = []
     misses = 0
     while len(problems) < count:
-        steps = 1 + uniform_below(rng, max_steps)
+        steps = _events(rng, max_steps)
         text, solution, answer = make_story(rng, steps, size)
         if text in seen or in_test(text) != (split == "test"):
             misses += 1

@@ -165,6 +165,7 @@ class Trainer:
             log.log(self.step, before)
             figures["eval/accuracy_before"] = before["eval/accuracy"]
         bad_steps = 0
+        last_eval: tuple[int, dict[str, float]] = (-1, {})  # (step, metrics) of the latest held-out evaluation
         while self.stage < len(config.stages):
             stage = config.stages[self.stage]
             if self.stage_step >= stage.steps or self._plateaued(stage):
@@ -180,7 +181,8 @@ class Trainer:
             self.step += 1
             self.stage_step += 1
             if config.eval_every and self.step % config.eval_every == 0 and self.eval_problems:
-                metrics.update(self._evaluate())
+                last_eval = self.step, self._evaluate()
+                metrics.update(last_eval[1])
             log.log(self.step, metrics)
             figures.update(metrics)
             bar.set_postfix(
@@ -193,8 +195,10 @@ class Trainer:
         if checkpoint.latest(self.run_dir) != checkpoint.step_dir(self.run_dir, self.step):
             self._save()  # the end (a stage may have ended early on a plateau: fewer steps than planned)
         if self.eval_problems:
-            after = self._evaluate()
-            log.log(self.step, after)
+            if last_eval[0] != self.step:  # the last step's own evaluation, when it had one, is the after
+                last_eval = self.step, self._evaluate()
+                log.log(self.step, last_eval[1])
+            after = last_eval[1]
             figures["eval/accuracy_after"] = after["eval/accuracy"]
             figures.update({k: v for k, v in after.items() if k != "eval/accuracy"})  # its n, temperature
         checkpoint.save_model(self.model, self.tokenizer, self.run_dir / "final", world)
