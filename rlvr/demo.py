@@ -43,6 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--eval-problems", type=int, default=None, help="held-out problems (tiny: 500; smollm2-grpo: 200)"
     )
+    parser.add_argument("--seed", type=int, default=0, help="seed of each stage (data order, sampling)")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     parser.epilog = (
         "rlvr models fetch smollm2-135m-instruct && rlvr demo --model smollm2-135m-instruct: a real model "
@@ -147,7 +148,7 @@ def _tiny(args: argparse.Namespace, out: Path, say: Callable[..., None], progres
     from rlvr.train.sft import SFTConfig
 
     eval_problems = args.eval_problems or 500
-    sft_overrides = [f"out_dir={out / 'sft'}", "eval_generate=0"]
+    sft_overrides = [f"out_dir={out / 'sft'}", "eval_generate=0", f"seed={args.seed}"]
     if args.sft_steps:
         sft_overrides.append(f"max_steps={args.sft_steps}")
     sft_config = load_config(SFTConfig, find_recipe("tiny-arith", "sft"), sft_overrides)
@@ -155,6 +156,7 @@ def _tiny(args: argparse.Namespace, out: Path, say: Callable[..., None], progres
         f"model={out / 'sft' / 'final'}",
         f"out_dir={out / 'rl'}",
         f"eval_problems={eval_problems}",
+        f"seed={args.seed}",
     ]
     rl_config = load_config(RLConfig, find_recipe("tiny-grpo", "rl"), rl_overrides)
     if args.rl_steps:
@@ -193,7 +195,7 @@ def _pretrained(args: argparse.Namespace, out: Path, say: Callable[..., None], p
     from rlvr.train.rl_config import RLConfig
 
     resolve(args.model)  # an unknown or unfetched model fails here, in one line, before anything is written
-    overrides = [f"model={args.model}", f"out_dir={out / 'rl'}"]
+    overrides = [f"model={args.model}", f"out_dir={out / 'rl'}", f"seed={args.seed}"]
     if args.eval_problems:
         overrides.append(f"eval_problems={args.eval_problems}")
     config = load_config(RLConfig, find_recipe(PRETRAINED_RECIPE, "rl"), overrides)

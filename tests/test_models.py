@@ -67,6 +67,20 @@ def test_missing_checkpoint_files_are_named(tmp_path: Path) -> None:
         load_model(path)
 
 
+def test_a_model_type_no_engine_knows_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from rlvr.cli import main
+
+    (tmp_path / "config.json").write_text('{"model_type": "foo", "architectures": ["FooForCausalLM"]}')
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    for load in (load_model, load_tokenizer):
+        with pytest.raises(ValueError, match=r"config.json: model_type 'foo' is not a causal LM that transformers"):
+            load(tmp_path)
+    out = tmp_path / "eval"
+    assert main(["eval", str(tmp_path), "--benchmarks", "words_test", "--limit", "1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "model_type 'foo' is not a causal LM" in err and not out.exists()
+
+
 def test_other_causal_lm_loads_and_samples_through_hf(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -44,8 +44,8 @@ def test_loads_by_name_with_its_own_chat_template(smollm2: Path) -> None:
     assert response(inline, "10</think> The answer is 10.") == "<think>\n10</think> The answer is 10."
 
 
-def _odd_length(response: str, gold: str, final_form: bool = False) -> float:
-    return float(len(response) % 2)  # mixed rewards in every group, so no row is idle
+def _length(response: str, gold: str, final_form: bool = False) -> float:
+    return float(len(response))  # different in every group, so no row is idle
 
 
 def test_one_grpo_step_in_bf16_compute_moves_the_fp32_masters(
@@ -55,9 +55,9 @@ def test_one_grpo_step_in_bf16_compute_moves_the_fp32_masters(
     args = [
         f"model={smollm2}", "data=words", "eval_data=null", f"out_dir={tmp_path / 'rl'}", "template=plain",
         "prompts_per_step=2", "stages=[{steps: 1, max_new_tokens: 24, n: 4}]", "micro_batch_size=8",
-        "reward=odd_length", "dtype=bfloat16", "rollout_dtype=bfloat16", "lr=1e-6", "sample_every=0",
+        "reward=length", "dtype=bfloat16", "rollout_dtype=bfloat16", "lr=1e-6", "sample_every=0",
     ]  # fmt: skip
-    monkeypatch.setitem(REWARDS, "odd_length", _odd_length)
+    monkeypatch.setitem(REWARDS, "length", _length)
     trainer = Trainer(
         load_config(RLConfig, None, args), distributed.init("cpu"), resume=False, progress=False
     )

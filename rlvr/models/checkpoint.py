@@ -9,6 +9,7 @@ target, renamed over it when complete. transformers' own progress bars stay off 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -32,16 +33,32 @@ def _check_dir(path: Path) -> None:
         raise FileNotFoundError(
             f"{path}: no weights (*.safetensors or pytorch_model*.bin) next to config.json"
         )
+    _check_model_type(path)
     index = path / "model.safetensors.index.json"
     if index.exists():
-        import json
-
         shards = set(json.loads(index.read_text())["weight_map"].values())
         missing = sorted(s for s in shards if not (path / s).exists())
         if missing:
             raise FileNotFoundError(
                 f"{path}: weight shard(s) listed in {index.name} are missing: {', '.join(missing)}"
             )
+
+
+def _check_model_type(path: Path) -> None:
+    """config.json names a causal LM this transformers can build: the question every engine and the trainer need
+    answered yes (transformers' own error for an unknown type is a paragraph on upgrading)."""
+    import transformers
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    try:
+        model_type = json.loads((path / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path / 'config.json'}: unreadable ({e})") from None
+    if model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        raise ValueError(
+            f"{path / 'config.json'}: model_type {model_type!r} is not a causal LM that transformers "
+            f"{transformers.__version__} knows, so no rlvr engine can run it"
+        )
 
 
 def load_model(
@@ -85,6 +102,8 @@ def load_tokenizer(path: str | Path, *, require_chat_template: bool = False) -> 
     from rlvr.models.registry import resolve
 
     path = resolve(path)
+    if (path / "config.json").exists():
+        _check_model_type(path)
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     if _generic_tokenizer(path) and type(tokenizer).__name__ != "TokenizersBackend":
         # transformers 5 picks the tokenizer class from config.json's model_type (Qwen2Tokenizer for "qwen2"),
