@@ -60,23 +60,23 @@ def fresh_dir(path: Path) -> Path:
     return candidate
 
 
-def evaluate(
-    path: Path, problems: list[Any], n: int, temperature: float, max_new_tokens: int
-) -> dict[str, float]:
+def evaluate(path: Path, problems: list[Any], config: Any) -> dict[str, float]:
+    """Held-out accuracy of the checkpoint at `path` as the RL `config` measures it (its template, n, temperature,
+    token budget and its eval set's grading rule), and greedy."""
+    from rlvr.data.registry import final_form
     from rlvr.eval.accuracy import heldout_accuracy
     from rlvr.models.checkpoint import load_model, load_tokenizer
 
     model, tokenizer = load_model(path), load_tokenizer(path)
-    result = heldout_accuracy(
-        model,
-        tokenizer,
-        problems,
-        template="plain",
-        max_new_tokens=max_new_tokens,
-        n=n,
-        temperature=temperature,
+    common = dict(
+        template=config.template,
+        max_new_tokens=config.eval_max_new_tokens or config.stages[-1].max_new_tokens,
+        final_form=final_form(config.eval_data) if config.final_form is None else config.final_form,
     )
-    greedy = heldout_accuracy(model, tokenizer, problems, template="plain", max_new_tokens=max_new_tokens)
+    result = heldout_accuracy(
+        model, tokenizer, problems, n=config.eval_n, temperature=config.eval_temperature, **common
+    )
+    greedy = heldout_accuracy(model, tokenizer, problems, **common)
     right = [len(r.completion_ids) for r, c in zip(result.rollouts, result.correct, strict=True) if c]
     wrong = [len(r.completion_ids) for r, c in zip(result.rollouts, result.correct, strict=True) if not c]
     return {
@@ -162,18 +162,17 @@ def _tiny(args: argparse.Namespace, out: Path, say: Callable[..., None], progres
     if args.rl_steps:
         rl_config.stages[0].steps = args.rl_steps
     problems = load_dataset(rl_config.eval_data or "arith_test")[:eval_problems]
-    settings = (rl_config.eval_n, rl_config.eval_temperature, rl_config.eval_max_new_tokens)
-    how = protocol(settings[0], settings[1], len(problems))
+    how = protocol(rl_config.eval_n, rl_config.eval_temperature, len(problems))
 
     say(f"[1/4] cold-start SFT of a tiny Qwen2 on `arith` → {out / 'sft'}")
     sft.run(sft_config, progress=progress)
     say(f"[2/4] held-out evaluation ({how}, and greedy)")
-    before = evaluate(out / "sft" / "final", problems, *settings)
+    before = evaluate(out / "sft" / "final", problems, rl_config)
     say(f"      accuracy after SFT: {100 * before['accuracy']:.1f}% ({how})")
     say(f"[3/4] GRPO with the verifier's reward → {out / 'rl'}")
     rl_figures = rl.run(rl_config, progress=progress)
     say("[4/4] held-out evaluation of the GRPO model, plots, report")
-    after = evaluate(out / "rl" / "final", problems, *settings)
+    after = evaluate(out / "rl" / "final", problems, rl_config)
     return Outcome(
         before, after, ("after SFT", "after GRPO"), TINY_ROWS, how,
         f"Cold-start SFT ({sft_config.max_steps} steps) then GRPO ({rl_figures['steps']} steps) of a tiny Qwen2 "

@@ -73,7 +73,9 @@ def test_a_model_type_no_engine_knows_is_one_line(tmp_path: Path, capsys: pytest
     (tmp_path / "config.json").write_text('{"model_type": "foo", "architectures": ["FooForCausalLM"]}')
     (tmp_path / "model.safetensors").write_bytes(b"")
     for load in (load_model, load_tokenizer):
-        with pytest.raises(ValueError, match=r"config.json: model_type 'foo' is not a causal LM that transformers"):
+        with pytest.raises(
+            ValueError, match=r"config.json: model_type 'foo' is not a causal LM that transformers"
+        ):
             load(tmp_path)
     out = tmp_path / "eval"
     assert main(["eval", str(tmp_path), "--benchmarks", "words_test", "--limit", "1", "--out", str(out)]) == 2

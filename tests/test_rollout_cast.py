@@ -8,6 +8,7 @@ import copy
 import pytest
 import torch
 
+from rlvr.models.build import cast_parameters
 from rlvr.models.tiny import build_tiny_pair
 from rlvr.rollout import local_engine
 from rlvr.rollout.cast import CastEngine
@@ -32,10 +33,15 @@ def test_a_bf16_engine_samples_what_the_bf16_model_samples_and_leaves_the_policy
     model, tokenizer, prompts = pair
     engine = local_engine("fast", model, tokenizer, dtype="bfloat16")
     assert isinstance(engine, CastEngine)
-    reference = local_engine("fast", copy.deepcopy(model).to(torch.bfloat16), tokenizer)
+    reference = local_engine("fast", cast_parameters(copy.deepcopy(model), torch.bfloat16), tokenizer)
     got = [r.completion_ids for r in engine.generate(prompts, GREEDY)]
     assert got == [r.completion_ids for r in reference.generate(prompts, GREEDY)]
     assert all(p.dtype == torch.float32 for p in model.parameters())
+    copied = {name: b.dtype for name, b in engine.copy.named_buffers()}
+    assert copied and all(
+        dtype == torch.float32 for dtype in copied.values()
+    )  # RoPE's inv_freq is not rounded
+    assert {p.dtype for p in engine.copy.parameters()} == {torch.bfloat16}
     assert local_engine("fast", model, tokenizer, dtype="float32").__class__.__name__ == "FastEngine"
 
 
@@ -47,7 +53,7 @@ def test_the_copy_follows_in_place_updates_of_the_policy(pair) -> None:
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.5)
     after = [r.completion_ids for r in engine.generate(prompts, GREEDY)]
-    fresh = local_engine("fast", copy.deepcopy(model).to(torch.bfloat16), tokenizer)
+    fresh = local_engine("fast", cast_parameters(copy.deepcopy(model), torch.bfloat16), tokenizer)
     assert after == [r.completion_ids for r in fresh.generate(prompts, GREEDY)]
     assert after != before
 

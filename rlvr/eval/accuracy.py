@@ -38,10 +38,6 @@ class Accuracy:
             f"{prefix}temperature": self.temperature,
         }
 
-    def describe(self) -> str:
-        """`44.5% (T=0 greedy, 200 problems x 1)`."""
-        return f"{100 * self.accuracy:.1f}% ({protocol(self.n, self.temperature, self.samples // self.n)})"
-
 
 def protocol(n: int, temperature: float, problems: int | None = None, top_p: float = 1.0) -> str:
     """How an accuracy was sampled, in the words every command prints: `T=0 greedy, 200 problems x 1`,
@@ -74,9 +70,9 @@ def heldout_accuracy(
     final_form: graded as `verify(final_form=...)`, the set's rule (`rlvr.data.registry.final_form`).
     Graded on the template's prefix + each completion (`rlvr.data.templates.response`)."""
     if engine is None:
-        from rlvr.rollout.fast import FastEngine
+        from rlvr.rollout import local_engine
 
-        engine = FastEngine(model, tokenizer)
+        engine = local_engine("fast", model, tokenizer)  # or hf, for a model the fast decoder cannot run
     t = resolve(template)
     was_training = model.training
     model.eval()

@@ -68,11 +68,14 @@ class LazyEngine:
         return self.engine.generate(prompts, params)
 
 
+@dataclass(frozen=True, slots=True)
 class InProcess:
     """The default `Grader`: `verify` in this process, with only its cooperative time limit."""
 
+    final_form: bool = False  # the set's rule (`rlvr.data.registry.final_form`)
+
     def grade(self, pairs: Sequence[tuple[str, str]]) -> list[Verdict]:
-        return [verify(response, gold) for response, gold in pairs]
+        return [verify(response, gold, final_form=self.final_form) for response, gold in pairs]
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,9 +119,6 @@ class EvalSettings:
         """What a stored sample depends on, as a run's settings file keeps it: all but the limit and the budget."""
         return {k: v for k, v in asdict(self).items() if k not in ("limit", "chunk_tokens")}
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 def chunk_tokens_for(gpu: bool) -> int:
     """The default token budget per generate call on a GPU or a CPU."""
@@ -144,9 +144,11 @@ def plan_chunks(prompt_tokens: Sequence[int], n: int, max_new_tokens: int, budge
 
 def settings_file(path: Path, settings: Mapping[str, Any]) -> None:
     """Write `settings` to `path`, or check that the run already there used the same ones (ValueError if not).
-    Keys the stored file has and `settings` lacks (an older rlvr's) are not compared."""
+    Keys the stored file has and `settings` lacks (an older rlvr's) are not compared, nor are settings beside no
+    samples (a run that stopped on a bad template: its rerun with a good one goes ahead)."""
     wanted = json.loads(json.dumps(dict(settings)))  # as it reads back: tuples become lists
-    if path.exists():
+    sampled = any(f.stat().st_size for f in path.parent.glob("*samples.jsonl"))
+    if path.exists() and sampled:  # settings of a run that failed before its first sample bind nothing
         stored = json.loads(path.read_text(encoding="utf-8"))
         differ = [f"{k}={stored.get(k)!r} there, {v!r} now" for k, v in wanted.items() if stored.get(k) != v]
         if differ:
@@ -230,12 +232,13 @@ def evaluate(
     progress: str | None = None,
 ) -> BenchmarkSummary:
     """One benchmark's summary (pass@1, pass@k, maj@n, lengths, truncation, bootstrap intervals seeded with
-    `settings.seed`). Samples from `model` on rlvr's fast engine unless `engine` is given; the model is put in
-    eval mode meanwhile and given back in the mode it came in. `path`: the resumable samples file."""
+    `settings.seed`). Samples from `model` on rlvr's fast engine (hf's for a model it cannot run) unless `engine` is
+    given; the model is put in eval mode meanwhile and given back in the mode it came in. `path`: the resumable
+    samples file."""
     if engine is None:
-        from rlvr.rollout.fast import FastEngine
+        from rlvr.rollout import local_engine
 
-        engine = FastEngine(model, tokenizer)
+        engine = local_engine("fast", model, tokenizer)  # or hf, for a model the fast decoder cannot run
     if model is not None:
         settings = settings.on_device(next(model.parameters()).device.type == "cuda")
     was_training = bool(getattr(model, "training", False))

@@ -14,14 +14,17 @@ The library entry is `run_benchmarks` (the RL trainer and the demo call it with 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from rlvr.data import registry
 from rlvr.data.schema import Problem
 from rlvr.eval.accuracy import sampling_words
-from rlvr.eval.evaluate import EvalSettings, Grader, LazyEngine, sample_and_grade, settings_file
+from rlvr.eval.evaluate import EvalSettings, Grader, InProcess, LazyEngine, sample_and_grade, settings_file
 from rlvr.eval.metrics import BenchmarkSummary, comparison_table, markdown_table, summarize
 from rlvr.io import atomic_write
 from rlvr.rollout.types import RolloutEngine
@@ -128,20 +131,21 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("give a MODEL (or --compare RUN_A RUN_B)")
     from rlvr.models.checkpoint import load_tokenizer
     from rlvr.models.registry import resolve
-    from rlvr.rewards.pool import VerifierPool
 
     settings = settings_of(args)
     label = args.name or default_label(args.model)
     out = args.out if args.out is not None else Path("runs/eval") / label.replace("/", "-")
     names = [b.strip() for b in args.benchmarks.split(",") if b.strip()]
     benchmarks = {source_name(b): load_benchmark(b, args.datasets) for b in names}
+    forms = final_forms(names, args.datasets)
+    args.model = str(resolve(args.model).resolve())  # once: a hub id is not looked up again by each loader
     tokenizer = load_tokenizer(args.model)
     engine = LazyEngine(lambda: make_engine(args, tokenizer))  # loaded only if something is left to sample
-    with VerifierPool(args.workers, timeout_s=args.timeout) as pool:
+    with grading_pools(forms, args.workers, args.timeout) as graders:
         summaries = run_benchmarks(
             benchmarks, settings, out, tokenizer, engine,
-            identity={"model": str(resolve(args.model).resolve()), "engine": args.engine}, label=label,
-            grader=pool, bootstrap=args.bootstrap, progress=not (args.no_progress or args.json),
+            identity={"model": args.model, "engine": args.engine, "final_form": forms}, label=label,
+            graders=graders, bootstrap=args.bootstrap, progress=not (args.no_progress or args.json),
         )  # fmt: skip
     if args.json:
         print(json.dumps(_results(out)))
@@ -160,7 +164,7 @@ def run_benchmarks(
     *,
     identity: Mapping[str, Any] | None = None,
     label: str = "model",
-    grader: Grader | None = None,
+    graders: Mapping[str, Grader] | None = None,
     bootstrap: int = 1000,
     progress: bool = False,
 ) -> dict[str, BenchmarkSummary]:
@@ -168,10 +172,12 @@ def run_benchmarks(
 
     identity: what else must match for a rerun to resume (the model, the engine): stored in eval_config.json
     with the settings. results.json keeps the benchmarks of earlier runs into `out` that this one did not name.
+    graders: each benchmark's (default: `verify` in this process, by its registered rule).
     """
     settings_file(out / "eval_config.json", {**(identity or {}), **settings.identity()})
     summaries = {}
     for name, problems in benchmarks.items():
+        grader = graders[name] if graders is not None else InProcess(registry.final_form(name))
         records = sample_and_grade(
             problems, settings, tokenizer, engine, out / f"{name}.samples.jsonl",
             grader=grader, progress=name if progress else None,
@@ -182,7 +188,7 @@ def run_benchmarks(
     with atomic_write(out / "results.json") as f:
         results = {
             "model": label,
-            "settings": {**(identity or {}), **settings.to_dict()},
+            "settings": {**(identity or {}), **asdict(settings)},
             "benchmarks": {name: s.to_dict() for name, s in merged.items()},
         }
         f.write(json.dumps(results, indent=2) + "\n")
@@ -261,10 +267,29 @@ def summary_from_dict(d: Mapping[str, Any]) -> BenchmarkSummary:
     )
 
 
+def final_forms(names: Sequence[str], datasets: str | None = None) -> dict[str, bool]:
+    """Each set's grading rule by its name (`source_name`): `verify(final_form=...)` as the registry (or the
+    `datasets` YAML) declares it."""
+    user = registry.load_user_datasets(datasets) if datasets else None
+    return {source_name(name): registry.final_form(name, user) for name in names}
+
+
+@contextlib.contextmanager
+def grading_pools(
+    forms: Mapping[str, bool], workers: int | None, timeout_s: float
+) -> Iterator[dict[str, Grader]]:
+    """A worker pool per grading rule the sets need (one or two), as each set's grader."""
+    from rlvr.rewards.pool import pool_for
+
+    with contextlib.ExitStack() as stack:
+        pools = {
+            rule: stack.enter_context(pool_for(rule, workers, timeout_s)) for rule in set(forms.values())
+        }
+        yield {name: pools[rule] for name, rule in forms.items()}
+
+
 def load_benchmark(name: str, datasets: str | None = None) -> list[Problem]:
     """A registered (or user-registered, from the `datasets` YAML) set by name, or a problem file."""
-    from rlvr.data import registry
-
     return registry.load_problems(name, registry.load_user_datasets(datasets) if datasets else None)
 
 
@@ -298,12 +323,9 @@ def make_engine(args: argparse.Namespace, tokenizer: Any) -> Any:
         return VLLMEngine(
             args.model, gpu_memory_utilization=args.gpu_memory_utilization, dtype=args.dtype, seed=args.seed
         )
-    from transformers.utils import logging
-
     from rlvr.models.checkpoint import load_model
     from rlvr.rollout import local_engine
 
-    logging.disable_progress_bar()  # its "Loading weights" bar would cut through ours
     model = load_model(args.model, dtype=args.dtype, device=device_of(args)).eval()
     settings = {"max_batch": args.max_batch} if args.engine == "fast" else {}
     return local_engine(args.engine, model, tokenizer, **settings)

@@ -32,6 +32,8 @@ from rlvr.eval.metrics import SampleRecord
 from rlvr.eval.run import (
     add_engine_arguments,
     default_label,
+    final_forms,
+    grading_pools,
     load_benchmark,
     make_engine,
     settings_of,
@@ -106,21 +108,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from rlvr.models.checkpoint import load_tokenizer
     from rlvr.models.registry import resolve
-    from rlvr.rewards.pool import VerifierPool
 
     settings = settings_of(args)
     source = source_name(args.data)
     out = args.out if args.out is not None else Path("runs/sample") / source
     problems = load_benchmark(args.data, args.datasets)
-    identity = {"model": str(resolve(args.model).resolve()), "engine": args.engine, "data": args.data}
+    forms = final_forms([args.data], args.datasets)
+    label = default_label(args.model)
+    args.model = str(resolve(args.model).resolve())  # once: a hub id is not looked up again by each loader
+    identity = {"model": args.model, "engine": args.engine, "data": args.data, "final_form": forms[source]}
     tokenizer = load_tokenizer(args.model)
     engine = LazyEngine(lambda: make_engine(args, tokenizer))  # loaded only if something is left to sample
-    with VerifierPool(args.workers, timeout_s=args.timeout) as pool:
+    with grading_pools(forms, args.workers, args.timeout) as graders:
         figures = sample_data(
             problems, settings, out, tokenizer, engine, identity=identity,
             id_prefix=source if args.id_prefix is None else args.id_prefix, keep=args.keep,
-            max_per_problem=args.max_per_problem, dedup=args.dedup, grader=pool,
-            progress=None if args.no_progress or args.json else default_label(args.model),
+            max_per_problem=args.max_per_problem, dedup=args.dedup, grader=graders[source],
+            progress=None if args.no_progress or args.json else label,
         )  # fmt: skip
     if args.json:
         print(json.dumps(figures))

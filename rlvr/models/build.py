@@ -55,7 +55,7 @@ def build_model(
             num_kv_heads=t.num_kv_heads,
             intermediate_size=t.intermediate_size,
         )
-        model.to(device=device, dtype=dtype)
+        cast_parameters(model.to(device), dtype)
         if config.gradient_checkpointing:
             enable_gradient_checkpointing(model)
     else:
@@ -68,3 +68,12 @@ def build_model(
         tokenizer = load_tokenizer(source)
     model.train()
     return model, tokenizer
+
+
+def cast_parameters(model: Any, dtype: torch.dtype) -> Any:
+    """`model` with its parameters in `dtype` and its buffers as they were: `module.to(dtype)` would also round
+    RoPE's fp32 inverse frequencies (a bf16 `inv_freq` turns positions ~250 tokens in by a third of a radian), which
+    `from_pretrained(dtype=...)` keeps in fp32."""
+    for p in model.parameters():
+        p.data = p.data.to(dtype)
+    return model

@@ -32,6 +32,7 @@ import signal
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Protocol
@@ -342,3 +343,11 @@ def _grade_one(fn: GradeFn, response: str, gold: str, timeout_s: float) -> Resul
         return bool(verdict.correct), verdict.extracted, verdict.reason
     except Exception as error:  # verify never raises; another fn might, and one bad pair must not end the run
         return False, None, f"error: {type(error).__name__}: {error}"
+
+
+def pool_for(final_form: bool, workers: int | None, timeout_s: float = DEFAULT_TIMEOUT_S) -> VerifierPool:
+    """A pool grading by a set's rule: `verify`, or `verify(final_form=True)` for sets whose answers must be written
+    as numbers (`rlvr.data.registry.final_form`)."""
+    return VerifierPool(
+        workers, timeout_s=timeout_s, fn=partial(verify, final_form=True) if final_form else verify
+    )

@@ -5,9 +5,12 @@ weight at every decode step (the whole model read and written per token). A copy
 (~50 ms for 135M parameters on a CPU) and decodes 2-2.5x faster than fp32 on a CPU with native bf16
 (SmolLM2-135M, 64 rows: 545 vs 225 tokens/s) and on any GPU.
 
-What it changes: the rollouts' own log-probs are the bf16 model's. The RL trainer's loss never uses them (an
-on-policy step takes π_old = π_θ detached, an off-policy one recomputes π_old in the trainer's precision), so a
-bf16 engine changes which tokens are sampled, not what the update computes.
+What it changes: the samples come from the bf16 rounding of the policy, π_bf16, not from π_θ itself. The RL
+trainer's loss never uses the copy's log-probs (an on-policy step takes π_old = π_θ detached, an off-policy one
+recomputes π_old in the trainer's precision), and no importance weight corrects for π_bf16 ≠ π_θ: the update is
+the on-policy one for samples of a policy a rounding away (as with any engine whose kernels differ from the
+trainer's, vLLM's included). Only parameters are cast (`models.build.cast_parameters`): RoPE's inverse
+frequencies stay fp32, as in a checkpoint loaded in bf16.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 
 import torch
 
+from rlvr.models.build import cast_parameters
 from rlvr.rollout.types import Rollout, RolloutEngine, SamplingParams
 
 
@@ -26,7 +30,7 @@ class CastEngine:
 
     def __init__(self, model: Any, dtype: torch.dtype, make: Callable[[Any], RolloutEngine]) -> None:
         self.model = model
-        self.copy = copy.deepcopy(model).to(dtype).eval().requires_grad_(False)
+        self.copy = cast_parameters(copy.deepcopy(model), dtype).eval().requires_grad_(False)
         self.pairs = list(zip(self.copy.parameters(), model.parameters(), strict=True))
         self.engine = make(self.copy)
 

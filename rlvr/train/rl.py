@@ -165,7 +165,10 @@ class Trainer:
             log.log(self.step, before)
             figures["eval/accuracy_before"] = before["eval/accuracy"]
         bad_steps = 0
-        last_eval: tuple[int, dict[str, float]] = (-1, {})  # (step, metrics) of the latest held-out evaluation
+        last_eval: tuple[int, dict[str, float]] = (
+            -1,
+            {},
+        )  # (step, metrics) of the latest held-out evaluation
         while self.stage < len(config.stages):
             stage = config.stages[self.stage]
             if self.stage_step >= stage.steps or self._plateaued(stage):
