@@ -1,6 +1,6 @@
 """Training compute precision on CPU: one forward + backward through rlvr's `token_logprobs`, fp32 vs bf16 autocast.
 
-    python bench/precision.py                            # SmolLM2-135M (if present) and the tiny model, ~2 minutes
+    python bench/precision.py                            # SmolLM2-135M (fetched: rlvr models fetch) and the tiny model
     python bench/precision.py --threads 2 --batch 8 --seq 256 --repeats 3
     python bench/precision.py --model none               # the tiny model only
 
@@ -24,7 +24,6 @@ The last line of stdout is one JSON object with every figure (--json: stdout is 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import statistics
@@ -35,6 +34,7 @@ from typing import Any
 import torch
 
 from rlvr.models.logprobs import head_logprobs, token_logprobs
+from rlvr.train import precision
 
 
 def text_ids(tokenizer: Any, batch: int, seq: int, vocab: int) -> torch.Tensor:
@@ -52,15 +52,11 @@ def text_ids(tokenizer: Any, batch: int, seq: int, vocab: int) -> torch.Tensor:
     return torch.tensor(ids[: batch * seq]).view(batch, seq)
 
 
-def compute(dtype: str) -> contextlib.AbstractContextManager[Any]:
-    return torch.autocast("cpu", dtype=torch.bfloat16) if dtype == "bf16" else contextlib.nullcontext()
-
-
 def forward_backward(model: Any, ids: torch.Tensor, dtype: str) -> tuple[float, torch.Tensor]:
     """Seconds of one forward + backward, and the (B, T) log-probs; gradients are left in `.grad`."""
     model.zero_grad(set_to_none=True)
     start = time.perf_counter()
-    with compute(dtype):
+    with precision.autocast("bfloat16" if dtype == "bf16" else "float32", torch.device("cpu")):
         out = token_logprobs(model, ids, entropy="none")
     out.logp.sum().backward()
     return time.perf_counter() - start, out.logp.detach()
@@ -69,7 +65,7 @@ def forward_backward(model: Any, ids: torch.Tensor, dtype: str) -> tuple[float, 
 @torch.no_grad()
 def fp32_head_logp(model: Any, ids: torch.Tensor) -> torch.Tensor:
     """(N,) log-probs with a bf16-autocast backbone and the LM head in fp32."""
-    with compute("bf16"):
+    with precision.autocast("bfloat16", torch.device("cpu")):
         hidden = model.get_decoder()(input_ids=ids, use_cache=False).last_hidden_state  # (B, T, H)
     head = model.get_output_embeddings()
     logp, _ = head_logprobs(
@@ -145,7 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model", default="/work/scratch/smollm2", help="a checkpoint directory, or none")
+    parser.add_argument(
+        "--model", default="smollm2-135m-instruct", help="a model spec (name, directory, .gguf), or none"
+    )
     parser.add_argument("--batch", type=int, default=2, help="sequences per micro-batch")
     parser.add_argument("--seq", type=int, default=256, help="tokens per sequence")
     parser.add_argument("--repeats", type=int, default=2, help="timed pairs (the tiny model: 10x as many)")
@@ -162,15 +160,12 @@ def main(argv: list[str] | None = None) -> int:
     ids = text_ids(tokenizer, args.batch, args.seq, len(tokenizer))
     results.append(measure("tiny (qwen2, hidden 64)", model, ids, 10 * args.repeats))
     results[-1]["matmul_fp32_over_bf16"] = matmul_ratio(64)
-    if args.model != "none" and Path(args.model).is_dir():
-        from transformers.utils import logging
-
+    if args.model != "none":
         from rlvr.models.checkpoint import load_model, load_tokenizer
 
-        logging.disable_progress_bar()
         model, tokenizer = load_model(args.model, dtype="float32"), load_tokenizer(args.model)
         ids = text_ids(tokenizer, args.batch, args.seq, model.config.vocab_size)
-        results.append(measure(Path(args.model).name, model, ids, args.repeats))
+        results.append(measure(Path(args.model).name or args.model, model, ids, args.repeats))
         results[-1]["matmul_fp32_over_bf16"] = matmul_ratio(model.config.hidden_size)
     summary = {
         "threads": torch.get_num_threads(),

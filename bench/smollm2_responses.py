@@ -1,6 +1,6 @@
 """Sample real small-model responses for the verifier's hand-adjudicated test set (tests/data/smollm2_responses.jsonl).
 
-    RLVR_DATA_DIR=/work/shared/data python bench/smollm2_responses.py --model /work/scratch/smollm2 \\
+    RLVR_DATA_DIR=../shared/data python bench/smollm2_responses.py --model smollm2-135m-instruct \\
         -o /tmp/smollm2_raw.jsonl --gsm8k 176 --word 128 --batch 76   # ~30 minutes on a shared 2-core CPU
 
 tests/data/README.md has the three commands that made the committed set (the third adds `--easy` problems).
@@ -116,7 +116,7 @@ def gsm8k_items(path: Path, count: int, seed: int = 0) -> list[Item]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="/work/scratch/smollm2", help="SmolLM2-135M-Instruct HF checkpoint")
+    ap.add_argument("--model", default="smollm2-135m-instruct", help="SmolLM2-135M-Instruct (a model spec)")
     ap.add_argument("-o", "--out", type=Path, required=True)
     ap.add_argument("--gsm8k", type=int, default=180, help="GSM8K test problems")
     ap.add_argument("--word", type=int, default=128, help="generated additions and word problems")

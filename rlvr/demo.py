@@ -190,7 +190,6 @@ def _pretrained(args: argparse.Namespace, out: Path, say: Callable[..., None], p
     from rlvr.models.registry import resolve
     from rlvr.recipes import find_recipe
     from rlvr.train import rl
-    from rlvr.train.metrics import read_metrics
     from rlvr.train.rl_config import RLConfig
 
     resolve(args.model)  # an unknown or unfetched model fails here, in one line, before anything is written
@@ -206,11 +205,11 @@ def _pretrained(args: argparse.Namespace, out: Path, say: Callable[..., None], p
         f"[1/2] GRPO of {args.model} on `{config.data}`, {steps} steps; held-out `{config.eval_data}` ({how})"
     )
     say(f"      before the first step and after the last → {out / 'rl'}")
-    rl.run(config, progress=progress)
+    figures = rl.run(config, progress=progress)
     say("[2/2] plots, report")
-    evals = [r for r in read_metrics(out / "rl" / "metrics.jsonl") if "eval/accuracy" in r]
     before, after = (
-        {"accuracy": r["eval/accuracy"], "truncated": r["eval/truncated"]} for r in (evals[0], evals[-1])
+        {"accuracy": figures[f"eval/accuracy_{when}"], "truncated": figures[f"eval/truncated_{when}"]}
+        for when in ("before", "after")
     )
     return Outcome(
         before, after, ("before GRPO", "after GRPO"), PRETRAINED_ROWS, how,

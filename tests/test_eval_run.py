@@ -344,3 +344,41 @@ def test_evaluate_a_live_model_in_memory_gives_its_mode_back() -> None:
     assert (summary.problems, summary.samples, summary.bootstrap) == (3, 6, 10)
     assert 0 <= summary.pass_at_1 <= summary.metrics["pass@2"] <= 1 and "maj@2" in summary.metrics
     assert model.training
+
+
+def test_each_set_is_graded_by_its_own_rule(tiny, tmp_path) -> None:
+    """arith_test declares final_form: an echoed, unevaluated `a+b` is wrong there, as in training; a problem file
+    declares nothing, so the same text is read as the expression's value (rlvr eval and rlvr sample alike)."""
+    _, tokenizer = tiny
+
+    def echo(problem: str, j: int, seed: int) -> tuple[str, str]:
+        return f"The answer is {problem}.", "stop"  # "The answer is 457+68."
+
+    arith = read_problems(problems_file(tmp_path / "p.jsonl", 3))
+    assert eval_run.final_forms(["arith_test", str(tmp_path / "p.jsonl")]) == {"arith_test": True, "p": False}
+    settings = EvalSettings(n=1, template="plain")
+    for name, expected in (("arith_test", 0.0), ("p", 1.0)):
+        engine = ScriptedEngine(tokenizer, echo)
+        summaries = eval_run.run_benchmarks({name: arith}, settings, tmp_path / name, tokenizer, engine)
+        assert summaries[name].pass_at_1 == expected, name
+    with eval_run.grading_pools({"arith_test": True, "p": False}, 0, 1.0) as graders:
+        (echoed,) = graders["arith_test"].grade([("The answer is 0+1.", "1")])
+        (read,) = graders["p"].grade([("The answer is 0+1.", "1")])
+    assert (echoed.correct, echoed.reason, read.correct) == (False, "unevaluated", True)
+
+
+def test_settings_of_a_run_that_sampled_nothing_bind_nothing(tiny, tmp_path) -> None:
+    """A run stopped before its first sample (a template the tokenizer refused) left only its settings: the rerun
+    with good ones goes ahead; once samples exist, other settings are refused."""
+    _, tokenizer = tiny
+    problems = read_problems(problems_file(tmp_path / "p.jsonl", 2))
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "eval_config.json").write_text(json.dumps({"template": "qwen_math", "n": 1}))
+    engine = ScriptedEngine(tokenizer, seeded_script)
+    eval_run.run_benchmarks({"toy": problems}, EvalSettings(n=1, template="plain"), out, tokenizer, engine)
+    assert json.loads((out / "eval_config.json").read_text())["template"] == "plain"
+    with pytest.raises(ValueError, match="holds samples drawn with other settings"):
+        eval_run.run_benchmarks(
+            {"toy": problems}, EvalSettings(n=2, template="plain"), out, tokenizer, engine
+        )

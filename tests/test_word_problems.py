@@ -7,7 +7,8 @@ import re
 import pytest
 
 from rlvr.data import registry
-from rlvr.data.word_problems import in_test, make_problems
+from rlvr.data.synthetic import in_test_bucket
+from rlvr.data.word_problems import make_problems
 from rlvr.rewards import verify
 
 
@@ -30,7 +31,11 @@ def test_the_same_seed_gives_the_same_problems_and_splits_are_disjoint() -> None
     assert first != [p.to_dict() for p in make_problems("train", 300, seed=2)]
     train = {p.problem for p in make_problems("train", 5000, seed=0)}
     test = {p.problem for p in make_problems("test", 500, seed=0)}
-    assert not train & test and all(in_test(t) for t in test) and not any(in_test(t) for t in train)
+    assert (
+        not train & test
+        and all(in_test_bucket(t) for t in test)
+        and not any(in_test_bucket(t) for t in train)
+    )
     assert {p.level for p in make_problems("test", 200)} == {1, 2}
 
 

@@ -36,11 +36,17 @@ MAX_DIGITS = 15  # beyond this `random()` (53 bits) no longer reaches every oper
 MAX_MISSES = 100_000  # consecutive rejected draws after which a split counts as exhausted
 
 
+def in_test_bucket(key: str) -> bool:
+    """Whether `key` falls in the fixed TEST_PERCENT% bucket of a stable hash (sha256): the test split of a
+    generated set, the same on any machine and for any seed."""
+    digest = hashlib.sha256(key.encode()).digest()
+    return int.from_bytes(digest[:8], "big") % 100 < TEST_PERCENT
+
+
 def in_test(a: int, b: int) -> bool:
     """Whether the pair belongs to the test split (a stable hash of the unordered pair)."""
     lo, hi = sorted((a, b))
-    digest = hashlib.sha256(f"{lo}+{hi}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") % 100 < TEST_PERCENT
+    return in_test_bucket(f"{lo}+{hi}")
 
 
 def worked_solution(a: int, b: int) -> str:

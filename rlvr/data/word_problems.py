@@ -5,8 +5,9 @@
 A story starts with a count and applies 1..`max_steps` events to it, each a gain ("buys 4 more") or a loss ("gives 3
 to a friend"; never all there is). Numbers stay small (a start of 2..`size`, changes up to `size` / 2), so the task
 tests reading a story and carrying a count through it, not long arithmetic — where a 135M model fails anyway.
-SmolLM2-135M-Instruct answers 14% of the registered `words_test` greedily (24% with one event, 5% with two), and
-GRPO lifts that quickly (`rlvr demo --model smollm2-135m-instruct`). The answer is a whole number; the worked
+One event is twice as likely as two (`_events`). SmolLM2-135M-Instruct answers 19% of the first 200 `words_test`
+problems greedily (27% of one-event stories, none of the two-event ones), and GRPO lifts that quickly (`rlvr demo
+--model smollm2-135m-instruct`). The answer is a whole number; the worked
 `solution` writes one equation per event and ends "The answer is N." (an SFT target).
 
 Splits are disjoint by construction, as in `synthetic.py`: a problem belongs to test iff a sha256 of its text falls
@@ -15,49 +16,15 @@ in a fixed 10% bucket. Draws use only `Random.random()`, so a seed gives the sam
 
 from __future__ import annotations
 
-import hashlib
 import random
 
 from rlvr.data.schema import Problem
-from rlvr.data.synthetic import SPLITS, TEST_PERCENT, uniform_below
+from rlvr.data.synthetic import MAX_MISSES, SPLITS, in_test_bucket, uniform_below
 
-NAMES = (
-    "Tom",
-    "Anna",
-    "Sam",
-    "Lily",
-    "Ben",
-    "Mia",
-    "Jack",
-    "Emma",
-    "Leo",
-    "Zoe",
-    "Max",
-    "Ella",
-    "Noah",
-    "Ava",
-)
-ITEMS = (
-    "apples",
-    "marbles",
-    "stickers",
-    "books",
-    "cookies",
-    "pencils",
-    "cards",
-    "coins",
-    "shells",
-    "balloons",
-)
+NAMES = ("Tom", "Anna", "Sam", "Lily", "Ben", "Mia", "Jack", "Emma", "Leo", "Zoe", "Max", "Ella", "Noah", "Ava")  # fmt: skip
+ITEMS = ("apples", "marbles", "stickers", "books", "cookies", "pencils", "cards", "coins", "shells", "balloons")  # fmt: skip
 GAIN = ("{name} buys {k} more {item}.", "{name} finds {k} more {item}.", "A friend gives {name} {k} {item}.")
 LOSS = ("{name} gives {k} {item} to a friend.", "{name} loses {k} {item}.", "{name} gives away {k} {item}.")
-MAX_MISSES = 100_000
-
-
-def in_test(text: str) -> bool:
-    """Whether a problem belongs to the test split (a stable hash of its text)."""
-    digest = hashlib.sha256(text.encode()).digest()
-    return int.from_bytes(digest[:8], "big") % 100 < TEST_PERCENT
 
 
 def _pick(rng: random.Random, options: tuple[str, ...]) -> str:
@@ -110,7 +77,7 @@ def make_problems(split: str, count: int, seed: int = 0, max_steps: int = 2, siz
     while len(problems) < count:
         steps = _events(rng, max_steps)
         text, solution, answer = make_story(rng, steps, size)
-        if text in seen or in_test(text) != (split == "test"):
+        if text in seen or in_test_bucket(text) != (split == "test"):
             misses += 1
             if misses >= MAX_MISSES:
                 raise ValueError(f"only {len(problems)} distinct {split} problems found; ask for fewer")

@@ -1,1 +1,2 @@
-"""Models: load and save Hugging Face checkpoints (Qwen2 / Llama), tiny builders for tests and the demo, log-probs."""
+"""Models: the registry of named models, loading (checkpoint directories, GGUF, hub ids) and saving Hugging Face
+checkpoints, the families the fast engine knows, tiny builders for tests and the demo, log-probs."""

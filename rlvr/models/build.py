@@ -1,5 +1,5 @@
-"""The model a training stage starts from: a local checkpoint, or a random-init tiny model (`model: tiny`), with its
-tokenizer, in the parameter dtype the stage keeps (`rlvr.train.precision` decides it)."""
+"""The model a training stage starts from: any model spec (`rlvr.models.registry.resolve`), or a random-init tiny
+model (`model: tiny`), with its tokenizer, in the parameter dtype the stage keeps (`rlvr.train.precision`)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ class TinyModel:
 
     arch: str = "qwen2"  # a family of rlvr.models.tiny.ARCHS: qwen2, llama, qwen3, mistral, gemma2, ...
     hidden_size: int = 64
-    num_layers: int = 2
+    num_layers: int | None = (
+        None  # None: the family's own (2; gemma2/gemma3 4, so local and global layers alternate)
+    )
     num_heads: int = 4
     num_kv_heads: int = 2
     intermediate_size: int = 128

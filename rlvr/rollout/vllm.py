@@ -123,7 +123,7 @@ def to_rollouts(outputs: Sequence[Any], n: int, text_of: Callable[[list[int]], s
 class VLLMEngine:
     """A `RolloutEngine` on vLLM, colocated with the trainer on one GPU.
 
-    model: a local checkpoint directory (`rlvr.models.checkpoint.save_checkpoint` writes one).
+    model: any model spec `rlvr.models.registry.resolve` takes (a checkpoint directory, .gguf, registered name).
     gpu_memory_utilization: the fraction of the whole GPU vLLM takes for weights, activations and KV cache; the
         trainer gets the rest, so it must be free when the engine starts (TRL's colocate default is 0.3).
     engine_args: more `vllm.EngineArgs` (e.g. max_num_seqs), passed through.

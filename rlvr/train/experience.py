@@ -19,6 +19,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from rlvr.data.templates import Template, response
 from rlvr.models.logprobs import completion_mask
 from rlvr.rewards.functions import REWARDS, dapo_overlong
 from rlvr.rewards.math import verify
@@ -58,18 +59,19 @@ def score_groups(
     overlong_buffer: int,
     executor: Executor | None = None,
     final_form: bool = False,
-    prefix: str = "",
+    template: Template | None = None,
 ) -> list[Group]:
     """Score every rollout (in `executor`'s processes when given) and group them by prompt.
 
-    prefix: the template's assistant prefix, which the prompts ended with: rewards see prefix + completion, the
-    whole answer the model wrote (a `<think>` the prefix opened, closed in the completion).
+    template: the prompts', whose assistant prefix they ended with: rewards see prefix + completion
+    (`templates.response`), the whole answer the model wrote (a `<think>` the prefix opened, closed in the
+    completion).
 
     Overlong handling of truncated responses: "zero" sets their reward to 0 (Dr. GRPO), "soft" adds DAPO's
     length penalty (0 up to max_new_tokens - overlong_buffer, then linear to -1), "filter" leaves the reward but
     the response is masked out of the loss (`Experience`), "none" does nothing. final_form: see `verify`.
     """
-    texts = [prefix + r.text for r in rollouts]
+    texts = [response(template or Template(), r.text) for r in rollouts]
     answers = [golds[r.prompt_index] for r in rollouts]
     if executor is None:
         scored = [score_one(reward, t, a, final_form) for t, a in zip(texts, answers, strict=True)]

@@ -34,7 +34,7 @@ from rlvr.data.registry import final_form, load_problems
 from rlvr.data.templates import render, resolve
 from rlvr.models.build import build_model
 from rlvr.models.logprobs import LogprobModel
-from rlvr.rollout import SamplingParams, local_engine
+from rlvr.rollout import SamplingParams, run_engine
 from rlvr.train import checkpoint, distributed, precision, sharding
 from rlvr.train.critic import CRITIC_DIR, Critic
 from rlvr.train.distributed import World
@@ -52,7 +52,7 @@ from rlvr.train.experience import (
 )
 from rlvr.train.metrics import MetricsLog
 from rlvr.train.optim import adamw, lr_at, set_lr
-from rlvr.train.rl_config import RLConfig, Stage
+from rlvr.train.rl_config import RLConfig, Stage, check
 from rlvr.train.update import store_logp, update
 
 
@@ -72,18 +72,7 @@ class Trainer:
     """The run's state (model, optimizer, data position, stage, difficulty table); `train` is the loop."""
 
     def __init__(self, config: RLConfig, world: World, *, resume: bool, progress: bool) -> None:
-        if config.prompts_per_step % world.size or config.prompts_per_step < world.size:
-            raise ValueError(
-                f"prompts_per_step={config.prompts_per_step} must be a multiple of {world.size} processes"
-            )
-        if not config.stages:
-            raise ValueError("a recipe needs at least one stage")
-        if config.sharding == "fsdp" and config.engine == "hf":
-            raise ValueError(
-                "sharding=fsdp needs engine=fast or vllm (hf's generate cannot run a sharded model)"
-            )
-        if config.sharding == "fsdp" and config.rollout_dtype != "auto":
-            raise ValueError("rollout_dtype needs sharding=none (a sharded policy samples in its own dtype)")
+        check(config, world.size)
         self.config, self.world, self.progress = config, world, progress
         self.run_dir = Path(config.out_dir)
         last = checkpoint.latest(self.run_dir)
@@ -134,7 +123,13 @@ class Trainer:
                 setattr(self, key, state[key])
             self.difficulty.history = state["difficulty"]["history"]
         self.reference = self._reference() if config.kl_coef > 0 else None
-        self.engine = _engine(config, self.model, self.tokenizer, last if resume and last else config.model)
+        self.engine = run_engine(
+            config.engine,
+            self.model,
+            self.tokenizer,
+            last if resume and last else config.model,
+            config.rollout_dtype,
+        )
         self.executor: Executor | None = (
             ProcessPoolExecutor(config.reward_workers) if config.reward_workers > 0 else None
         )
@@ -152,23 +147,45 @@ class Trainer:
             tensorboard=config.tensorboard,
             main=world.main,
         )
-        from tqdm import tqdm
-
-        total = sum(s.steps for s in config.stages)
-        bar = tqdm(
-            total=total, initial=self.step, disable=not (self.progress and world.main), desc="rl", unit="step"
-        )
         figures: dict[str, Any] = {}
         start = time.time()
         if not self.resumed and self.eval_problems:
             before = self._evaluate()
             log.log(self.step, before)
-            figures["eval/accuracy_before"] = before["eval/accuracy"]
+            figures.update({f"{k}_before": before[k] for k in ("eval/accuracy", "eval/truncated")})
+        last_eval = self._loop(log, figures)
+        if checkpoint.latest(self.run_dir) != checkpoint.step_dir(self.run_dir, self.step):
+            self._save()  # the end (a stage may have ended early on a plateau: fewer steps than planned)
+        if self.eval_problems:
+            if last_eval[0] != self.step:  # the last step's own evaluation, when it had one, is the after
+                last_eval = self.step, self._evaluate()
+                log.log(self.step, last_eval[1])
+            after = last_eval[1]
+            figures.update({f"{k}_after": after[k] for k in ("eval/accuracy", "eval/truncated")})
+            figures.update({k: v for k, v in after.items() if k != "eval/accuracy"})  # its n, temperature
+        checkpoint.save_model(self.model, self.tokenizer, self.run_dir / "final", world)
+        log.close()
+        if self.executor is not None:
+            self.executor.shutdown()
+        figures.update(steps=self.step, seconds=time.time() - start, run_dir=str(self.run_dir))
+        return figures
+
+    def _loop(self, log: MetricsLog, figures: dict[str, Any]) -> tuple[int, dict[str, float]]:
+        """Steps through every stage, logging each; returns the step and figures of the last held-out evaluation
+        ((-1, {}) without one)."""
+        from tqdm import tqdm
+
+        config = self.config
+        total = sum(s.steps for s in config.stages)
+        bar = tqdm(
+            total=total,
+            initial=self.step,
+            disable=not (self.progress and self.world.main),
+            desc="rl",
+            unit="step",
+        )
         bad_steps = 0
-        last_eval: tuple[int, dict[str, float]] = (
-            -1,
-            {},
-        )  # (step, metrics) of the latest held-out evaluation
+        last_eval: tuple[int, dict[str, float]] = (-1, {})
         while self.stage < len(config.stages):
             stage = config.stages[self.stage]
             if self.stage_step >= stage.steps or self._plateaued(stage):
@@ -195,21 +212,7 @@ class Trainer:
             if config.save_every and self.step % config.save_every == 0:
                 self._save()
         bar.close()
-        if checkpoint.latest(self.run_dir) != checkpoint.step_dir(self.run_dir, self.step):
-            self._save()  # the end (a stage may have ended early on a plateau: fewer steps than planned)
-        if self.eval_problems:
-            if last_eval[0] != self.step:  # the last step's own evaluation, when it had one, is the after
-                last_eval = self.step, self._evaluate()
-                log.log(self.step, last_eval[1])
-            after = last_eval[1]
-            figures["eval/accuracy_after"] = after["eval/accuracy"]
-            figures.update({k: v for k, v in after.items() if k != "eval/accuracy"})  # its n, temperature
-        checkpoint.save_model(self.model, self.tokenizer, self.run_dir / "final", world)
-        log.close()
-        if self.executor is not None:
-            self.executor.shutdown()
-        figures.update(steps=self.step, seconds=time.time() - start, run_dir=str(self.run_dir))
-        return figures
+        return last_eval
 
     def _step(self, stage: Stage) -> dict[str, Any]:
         config = self.config
@@ -317,7 +320,7 @@ class Trainer:
                 overlong_buffer=config.overlong_buffer,
                 final_form=self.final_form,
                 executor=self.executor,
-                prefix=self.template.prefix,
+                template=self.template,
             )
             t_reward += time.time() - t
             # every process keeps the same table (it decides which prompts all of them skip)
@@ -465,15 +468,3 @@ class Trainer:
             self.best, self.since_best = self.ema, 0
         else:
             self.since_best += 1
-
-
-def _engine(config: RLConfig, model: Any, tokenizer: Any, path: str | Path) -> Any:
-    """The rollout engine: fast and hf read the live module (or its rollout_dtype copy); vllm loads `path` and gets
-    weights pushed per update."""
-    if config.engine != "vllm":
-        return local_engine(config.engine, model, tokenizer, dtype=config.rollout_dtype)
-    if str(path) == "tiny":
-        raise ValueError("engine vllm loads a checkpoint directory: set model= to one (not tiny)")
-    from rlvr.rollout.vllm import VLLMEngine
-
-    return VLLMEngine(path)

@@ -33,13 +33,10 @@ class RLConfig:
     tiny: TinyModel = field(default_factory=TinyModel)
     data: str = "arith"  # training problems: registered dataset or problem file
     eval_data: str | None = "arith_test"
-    template: str | Template = (
-        "plain"  # a template's name, or one inline {system, user, prefix} (data.templates)
-    )
+    template: str | Template = "plain"  # a name, or one inline {system, user, prefix} (data.templates)
     reward: str = "accuracy"  # a name in rlvr.rewards.REWARDS
-    final_form: bool | None = (
-        None  # numeric answers must be numbers, `9 + 73` earns nothing (None: each set's own)
-    )
+    # numeric answers must be written as numbers, `9 + 73` earns nothing (None: each set's own rule)
+    final_form: bool | None = None
     out_dir: str = "runs/rl"
     engine: Literal["fast", "hf", "vllm"] = "fast"
     # the in-process engine samples from a copy in this dtype, synced before each step (auto: the policy's own);
@@ -108,3 +105,20 @@ class RLConfig:
 
     def __post_init__(self) -> None:
         resolve(self.template)  # an unknown name is an error now, not after the model has loaded
+
+
+def check(config: RLConfig, processes: int) -> None:
+    """The combinations of settings a run refuses, each in one line, before anything is loaded or written."""
+    if config.prompts_per_step % processes or config.prompts_per_step < processes:
+        raise ValueError(
+            f"prompts_per_step={config.prompts_per_step} must be a multiple of {processes} processes"
+        )
+    if not config.stages:
+        raise ValueError("a recipe needs at least one stage")
+    if config.sharding == "fsdp" and config.engine == "hf":
+        raise ValueError("sharding=fsdp needs engine=fast or vllm (hf's generate cannot run a sharded model)")
+    if config.rollout_dtype != "auto" and (config.sharding == "fsdp" or config.engine == "vllm"):
+        raise ValueError(
+            "rollout_dtype is for the in-process engines (fast, hf) of an unsharded policy; "
+            "vLLM loads the checkpoint in its own dtype"
+        )

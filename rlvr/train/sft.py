@@ -42,9 +42,7 @@ class SFTConfig:
         "arith"  # registered dataset or file: problems with `solution`, {problem, response}, {messages}
     )
     eval_data: str | None = "arith_test"  # held-out examples for the held-out loss (and accuracy)
-    template: str | Template = (
-        "plain"  # a template's name, or one inline {system, user, prefix} (data.templates)
-    )
+    template: str | Template = "plain"  # a name, or one inline {system, user, prefix} (data.templates)
     out_dir: str = "runs/sft"  # the run folder
     max_length: int = 1024  # tokens per example, prompt + target; longer targets are cut
     pack: bool = True  # several examples per row (no padding, no attention across them); else right-padding
