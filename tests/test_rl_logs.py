@@ -50,7 +50,10 @@ def test_samples_are_numbered_like_the_metrics(run) -> None:
 def test_every_evaluation_logs_truncation_n_and_temperature(run) -> None:
     out, figures = run
     rows = [row for row in read_metrics(out / "metrics.jsonl") if "eval/accuracy" in row]
-    assert [row["step"] for row in rows] == [0, 1, 2, 2]  # before, every step, after
+    # before, every step; the last step's evaluation is the after (the same weights are not evaluated twice)
+    assert [row["step"] for row in rows] == [0, 1, 2]
+    assert figures["eval/accuracy_after"] == rows[-1]["eval/accuracy"]
+    assert figures["eval/truncated_before"] == rows[0]["eval/truncated"]
     for row in rows:
         assert 0 <= row["eval/truncated"] <= 1
         assert (row["eval/n"], row["eval/temperature"], row["eval/problems"]) == (2, 0.0, 4)

@@ -24,22 +24,29 @@ class MiniBatch:
 
 
 def layout(experience: Experience, config: RLConfig, sharded: bool) -> list[MiniBatch]:
-    """The update's `config.mini_batches` mini-batches of consecutive rows, and their micro-batches."""
+    """The update's `config.mini_batches` mini-batches of consecutive rows, and their micro-batches: the rows that
+    run, shortest first, so that each micro-batch pads its rows to a length near their own (responses of 10 to
+    128 tokens in one step padded in arrival order waste about a third of the update's tokens). The order within
+    a mini-batch changes no gradient: its loss is one sum over all its rows, normalised once."""
     idle = zero_loss_rows(experience, config, sharded)
     per_mini = math.ceil(len(experience) / config.mini_batches)
     out = []
     for m in range(config.mini_batches):
         rows = list(range(m * per_mini, min((m + 1) * per_mini, len(experience))))
-        out.append(MiniBatch(rows, chunks([i for i in rows if i not in idle], config.micro_batch_size)))
+        run = sorted((i for i in rows if i not in idle), key=lambda i: len(experience.sequences[i]))
+        out.append(MiniBatch(rows, chunks(run, config.micro_batch_size)))
     return out
 
 
-def forward_order(minis: list[MiniBatch], size: int) -> list[list[int]]:
-    """Every row once, in batches: the update's micro-batches, then the idle rows `size` at a time."""
-    runs = [mb for mini in minis for mb in mini.micro]
+def forward_order(experience: Experience, config: RLConfig, sharded: bool) -> list[list[int]]:
+    """Every row once, in batches: the update's micro-batches (`layout`), then the idle rows `micro_batch_size`
+    at a time, shortest first."""
+    runs = [mb for mini in layout(experience, config, sharded) for mb in mini.micro]
     ran = {i for mb in runs for i in mb}
-    idle = [i for mini in minis for i in mini.rows if i not in ran]
-    return runs + chunks(idle, size)
+    idle = sorted(
+        (i for i in range(len(experience)) if i not in ran), key=lambda i: len(experience.sequences[i])
+    )
+    return runs + chunks(idle, config.micro_batch_size)
 
 
 def zero_loss_rows(experience: Experience, config: RLConfig, sharded: bool) -> set[int]:

@@ -23,7 +23,7 @@ import torch
 from rlvr.algos import KL_ESTIMATORS, aggregate, gae, kl_in_reward, last_token_rewards, value_loss, whiten
 from rlvr.models.value import ValueModel
 from rlvr.train import distributed, precision, sharding
-from rlvr.train.batches import forward_order, layout
+from rlvr.train.batches import forward_order
 from rlvr.train.distributed import World
 from rlvr.train.experience import Experience
 from rlvr.train.optim import adamw
@@ -70,9 +70,7 @@ class Critic:
         """Store every row's values, GAE advantages (whitened over all processes) and returns; their metrics.
         With `kl_in: reward` the rows must hold `old_logp` and `ref_logp` (the per-token KL penalty)."""
         config = self.config
-        order = forward_order(
-            layout(experience, config, sharding.is_sharded(self.model)), config.micro_batch_size
-        )
+        order = forward_order(experience, config, sharding.is_sharded(self.model))
         experience.fill("values", self.values, order, world.device)
         lengths = torch.tensor(
             [len(s) - p for s, p in zip(experience.sequences, experience.prompt_lens, strict=True)]

@@ -30,7 +30,7 @@ def store_logp(
     experience.fill(
         name,
         lambda rows: completion_logprobs(model, rows, config, entropy="none").logp,
-        forward_order(layout(experience, config, sharding.is_sharded(model)), config.micro_batch_size),
+        forward_order(experience, config, sharding.is_sharded(model)),
         device,
     )
 
