@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import io
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -87,7 +88,7 @@ def test_a_killed_eval_continues_under_a_smaller_then_a_larger_limit(tiny, tmp_p
 
     def run(path: Path, limit: int, die_after: int | None = None) -> tuple[list[SampleRecord], list[int]]:
         engine = Counting(FastEngine(model, tokenizer), die_after)
-        limited = EvalSettings(**{**settings.to_dict(), "limit": limit})
+        limited = replace(settings, limit=limit)
         return sample_and_grade(problems, limited, tokenizer, engine, path), engine.calls
 
     full, calls = run(tmp_path / "full.jsonl", 6)
