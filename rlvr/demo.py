@@ -243,9 +243,9 @@ def _finish(outcome: Outcome, out: Path, seconds: float, as_json: bool) -> int:
     figures = {
         "before": outcome.before,
         "after": outcome.after,
-        "gain_points": gain,
+        "gain_points": round(gain, 2),
         "protocol": outcome.protocol,
-        "seconds": seconds,
+        "seconds": round(seconds, 1),
         "run_dir": str(out),
         "report": str(out / "report.md"),
         "plots": [str(p) for p in plots],

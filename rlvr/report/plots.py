@@ -32,6 +32,15 @@ def series(records: list[dict[str, Any]], key: str) -> tuple[list[int], list[flo
     return steps, [float(points[s]) for s in steps]
 
 
+def held_out_label(records: list[dict[str, Any]]) -> str:
+    """The held-out line's label, with the temperature its evaluations sampled at."""
+    _, temperatures = series(records, "eval/temperature")
+    if not temperatures:
+        return "held-out"
+    t = temperatures[-1]
+    return "held-out (greedy)" if t == 0 else f"held-out (T={t:g})"
+
+
 def plot_run(metrics: Path, out_dir: Path) -> list[Path]:
     """Write the PNGs of `PLOTS` for the run whose metrics are at `metrics`; returns their paths."""
     import matplotlib
@@ -46,6 +55,8 @@ def plot_run(metrics: Path, out_dir: Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(6, 3.6), dpi=110)
         for key, label in lines:
             steps, values = series(records, key)
+            if key == "eval/accuracy":
+                label = held_out_label(records)
             if steps:
                 marker = "o" if key.startswith("eval/") else None
                 ax.plot(steps, values, label=label, marker=marker, linewidth=1.5)
