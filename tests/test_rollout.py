@@ -42,12 +42,12 @@ def model_of(arch: str, **config):
     return build_tiny_model(arch, **config)
 
 
-def forward_logprobs(model, rollout: Rollout) -> list[float]:
-    """log p(completion token t | prompt, completion[:t]) from one unpadded forward pass."""
+def forward_logprobs(model, rollout: Rollout, temperature: float = 1.0) -> list[float]:
+    """log p(completion token t | prompt, completion[:t]) at `temperature` from one unpadded forward pass."""
     ids = torch.tensor([rollout.prompt_ids + rollout.completion_ids])
     with torch.no_grad():
         logits = model(ids).logits[0, len(rollout.prompt_ids) - 1 : -1].float()  # (T, V)
-    logp = torch.log_softmax(logits, dim=-1)
+    logp = torch.log_softmax(logits / temperature, dim=-1)
     return logp.gather(-1, torch.tensor(rollout.completion_ids)[:, None])[:, 0].tolist()
 
 
@@ -64,7 +64,7 @@ def same(a: list[Rollout], b: list[Rollout]) -> None:
         assert x.logprobs == pytest.approx(y.logprobs, abs=1e-4)
 
 
-def trainer_logprobs(model, rollouts: list[Rollout]) -> list[list[float]]:
+def trainer_logprobs(model, rollouts: list[Rollout], temperature: float = 1.0) -> list[list[float]]:
     """The trainer's log-probs of each rollout's completion: `token_logprobs` over one left-padded batch."""
     rows = [r.prompt_ids + r.completion_ids for r in rollouts]
     T = max(len(row) for row in rows)
@@ -74,7 +74,9 @@ def trainer_logprobs(model, rollouts: list[Rollout]) -> list[list[float]]:
         ids[i, T - len(row) :], mask[i, T - len(row) :] = torch.tensor(row), 1
     prompt_lengths = torch.tensor([len(r.prompt_ids) for r in rollouts])
     with torch.no_grad():
-        out = token_logprobs(model, ids, mask, target_mask=completion_mask(mask, prompt_lengths))
+        out = token_logprobs(
+            model, ids, mask, target_mask=completion_mask(mask, prompt_lengths), temperature=temperature
+        )
     logp, kept = extract_completions(out.logp, out.mask)
     return [row[m].tolist() for row, m in zip(logp, kept, strict=True)]
 
@@ -148,12 +150,13 @@ def test_checkpoint_generation_defaults_do_not_leak_into_hf(tokenizer, prompts):
 )
 def test_logprobs_equal_a_fresh_forward_pass(arch, engine, tokenizer, prompts):
     """The engine's log-probs, and the trainer's (`token_logprobs`, left-padded batch), equal log_softmax of HF's
-    full forward over each unpadded sequence (families beyond qwen2/llama: the fast engine's samples)."""
+    full forward over each unpadded sequence at the sampling temperature, untruncated (families beyond
+    qwen2/llama: the fast engine's samples)."""
     model = model_of(arch)
     params = SamplingParams(n=2, temperature=0.7, top_p=0.9, max_new_tokens=20, seed=3)
     rollouts = ENGINES[engine](model, tokenizer).generate([*prompts, SHORT], params)
-    for rollout, trainer in zip(rollouts, trainer_logprobs(model, rollouts), strict=True):
-        reference = forward_logprobs(model, rollout)
+    for rollout, trainer in zip(rollouts, trainer_logprobs(model, rollouts, 0.7), strict=True):
+        reference = forward_logprobs(model, rollout, 0.7)
         assert rollout.logprobs == pytest.approx(reference, abs=1e-4)
         assert trainer == pytest.approx(reference, abs=1e-4)
 

@@ -29,6 +29,7 @@ def train(digits: Path, out: Path, sharding: str, *extra: str) -> None:
         f"out_dir={out}", "prompts_per_step=8", "stages=[{steps: 3, max_new_tokens: 12, n: 4}]", "lr=1e-3",
         "critic_lr=1e-3", "advantage=gae", "kl_coef=0.01", "kl_in=reward", "mini_batches=2", "save_every=1",
         "keep_last=5", f"sharding={sharding}", "--no-progress", *extra,
+        "old_logp=recompute",  # as sharded runs do: under auto an unsharded one would take the engine's
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)

@@ -34,14 +34,15 @@ End = tuple[list[int], list[float], FinishReason]
 def sample(
     logits: torch.Tensor, params: SamplingParams, generator: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Next tokens (B,) and their policy log-probs (B,) from logits (B, V) float32."""
-    policy = logits.softmax(dim=-1)  # (B, V) temperature 1, untruncated: what the log-probs are of
+    """Next tokens (B,) and their policy log-probs (B,) from logits (B, V) float32: the policy is the sampling
+    temperature's (1 when greedy), untruncated — what the trainer computes log-probs of."""
+    scores = logits if params.temperature in (0, 1) else logits / params.temperature  # (B, V)
+    policy = scores.softmax(dim=-1)  # (B, V) untruncated: what the log-probs are of
     if params.temperature == 0:
         tokens = logits.argmax(dim=-1, keepdim=True)  # (B, 1)
     else:
         probs = policy  # (B, V) what is drawn from
-        if params.temperature != 1 or params.top_k or params.top_p < 1:
-            scores = logits / params.temperature  # (B, V)
+        if params.top_k or params.top_p < 1:
             if params.top_k:
                 kth = scores.topk(min(params.top_k, scores.shape[-1]), dim=-1).values[:, -1:]  # (B, 1)
                 scores = scores.masked_fill(scores < kth, float("-inf"))

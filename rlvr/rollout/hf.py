@@ -69,10 +69,12 @@ class HFEngine:
                 **options,
             )
             new = out.sequences[:, width:]  # (B*n, T) generated tokens, pad after a row finished
-            # Raw logits (B*n, V) of each step, temperature 1; one step at a time, never a (B*n, T, V) float copy.
+            # Raw logits (B*n, V) of each step, at the sampling temperature (1 when greedy); one step at a time,
+            # never a (B*n, T, V) float copy.
+            scale = params.temperature or 1.0
             logp = torch.stack(
                 [
-                    torch.log_softmax(step.float(), dim=-1).gather(-1, new[:, t, None])[:, 0]
+                    torch.log_softmax(step.float() / scale, dim=-1).gather(-1, new[:, t, None])[:, 0]
                     for t, step in enumerate(out.logits)
                 ],
                 dim=1,

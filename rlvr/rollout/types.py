@@ -30,8 +30,10 @@ class SamplingParams:
 class Rollout:
     """One completion of one prompt.
 
-    `logprobs[t]` is log p(completion_ids[t] | prompt, completion_ids[:t]) under the sampling distribution's model
-    (temperature 1, before top-p/top-k truncation: the policy's own log-prob, what PPO's ratio needs).
+    `logprobs[t]` is log p(completion_ids[t] | prompt, completion_ids[:t]) under the policy that was sampled: the
+    model's logits at the sampling temperature (1 when greedy), before top-p/top-k truncation — what the trainer's
+    log-probs (`rlvr.train.update.completion_logprobs`) and PPO's ratio use. vLLM's are its raw log-probs
+    (temperature 1), so a run on vLLM recomputes π_old (`RLConfig.old_logp`).
     """
 
     prompt_index: int  # which prompt of the batch

@@ -142,8 +142,8 @@ class Experience:
     scores: Tensor  # (R,) float32 each response's reward
     advantages: Tensor  # (R,) float32 outcome advantages (PPO: zeros, token-level ones are stored)
     trained: list[bool]  # False: masked out of the loss (overlong filter)
-    # name → one (C_i,) tensor per row at its completion tokens: old_logp (off-policy update), ref_logp (KL to the
-    # reference), values, returns and token-level advantages (PPO's critic)
+    # name → one (C_i,) tensor per row at its completion tokens: sampling_logp (the engine's), old_logp (off-policy
+    # update), ref_logp (KL to the reference), values, returns and token-level advantages (PPO's critic)
     per_token: dict[str, list[Tensor]] = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -196,9 +196,13 @@ class Experience:
 
 
 def build_experience(
-    groups: list[Group], advantage_of: Callable[[Tensor, Tensor, Tensor], Tensor], overlong: Overlong
+    groups: list[Group],
+    advantage_of: Callable[[Tensor, Tensor, Tensor], Tensor],
+    overlong: Overlong,
+    sampling_logp: bool = False,
 ) -> Experience:
-    """Rows of every kept group, with advantages from (scores (R,), group index (R,), token counts (R,))."""
+    """Rows of every kept group, with advantages from (scores (R,), group index (R,), token counts (R,)); with
+    `sampling_logp`, the engine's log-probs of each completion (`Rollout.logprobs`) stored as "sampling_logp"."""
     sequences, prompt_lens, scores, index, counts, trained = [], [], [], [], [], []
     for g, group in enumerate(groups):
         for rollout, value, truncated in zip(group.rollouts, group.rewards, group.truncated, strict=True):
@@ -213,9 +217,17 @@ def build_experience(
         torch.tensor(index),
         torch.tensor(counts, dtype=torch.float32),
     )
-    return Experience(
+    experience = Experience(
         sequences, prompt_lens, torch.tensor(scores, dtype=torch.float32), advantages.float(), trained
     )
+    if sampling_logp:
+        rollouts = [r for g in groups for r in g.rollouts]
+        if any(len(r.logprobs) != len(r.completion_ids) for r in rollouts):
+            raise ValueError("the engine returned no log-prob for some completion tokens")
+        experience.per_token["sampling_logp"] = [
+            torch.tensor(r.logprobs, dtype=torch.float32) for r in rollouts
+        ]
+    return experience
 
 
 # one sampled group as the metrics see it: (rewards, verifier verdicts, response lengths, truncated flags)

@@ -68,6 +68,15 @@ def run(config: RLConfig, *, resume: bool = False, progress: bool = True) -> dic
 STATE = ("step", "stage", "stage_step", "consumed", "best", "since_best", "ema", "reference_path")
 
 
+def engine_old_logp(config: RLConfig, device: torch.device) -> bool:
+    """Whether π_old is the engine's sampling log-probs (`RLConfig.old_logp`): under auto, when the engine samples
+    in-process from the very weights being trained at the trainer's precision (fp32)."""
+    if config.old_logp != "auto":
+        return config.old_logp == "engine"
+    in_process = config.engine != "vllm" and config.rollout_dtype == "auto" and config.sharding != "fsdp"
+    return in_process and precision.compute_dtype(config.dtype, device) == torch.float32
+
+
 class Trainer:
     """The run's state (model, optimizer, data position, stage, difficulty table); `train` is the loop."""
 
@@ -123,6 +132,7 @@ class Trainer:
                 setattr(self, key, state[key])
             self.difficulty.history = state["difficulty"]["history"]
         self.reference = self._reference() if config.kl_coef > 0 else None
+        self.engine_logp = engine_old_logp(config, world.device)
         self.engine = run_engine(
             config.engine,
             self.model,
@@ -234,10 +244,14 @@ class Trainer:
         token_kl = self.reference is not None and config.kl_in == "reward" and self.critic is not None
         if self.reference is not None and config.kl_in == "reward" and self.critic is None:
             self._kl_into_rewards(groups)
-        experience = build_experience(groups, self._advantages, config.overlong)
+        experience = build_experience(
+            groups, self._advantages, config.overlong, sampling_logp=config.engine != "vllm"
+        )
         off_policy = config.ppo_epochs > 1 or config.mini_batches > 1
-        if off_policy or token_kl:
-            self._store_logp(experience, "old_logp", self.policy)
+        if off_policy and self.engine_logp:  # π_old as sampled: no forward
+            experience.per_token["old_logp"] = experience.per_token["sampling_logp"]
+        elif off_policy or token_kl:
+            store_logp(self.policy, experience, "old_logp", config, self.world.device, every_row=False)
         if self.reference is not None and (config.kl_in == "loss" or token_kl):
             self._store_logp(experience, "ref_logp", self.reference)
         if self.critic is not None:

@@ -51,6 +51,10 @@ class RLConfig:
     ppo_epochs: int = 1  # μ: passes over the batch
     micro_batch_size: int = 16  # responses per forward/backward on one process
     skip_idle_rows: bool = True  # rows whose loss is exactly 0 (advantage 0) skip the forward/backward
+    # π_old of an off-policy update (μ > 1 or mini_batches > 1): the engine's sampling log-probs (no forward), or a
+    # recompute by the trainer; auto: the engine's when it samples in-process from the trained weights at the
+    # trainer's precision (fp32), else recompute. Every step logs the gap between the two (train/logp_gap_*).
+    old_logp: Literal["auto", "engine", "recompute"] = "auto"
     advantage: Literal["grpo", "dr_grpo", "rloo", "reinforce_pp_baseline", "gae"] = (
         "grpo"  # gae: PPO + critic
     )
@@ -117,6 +121,8 @@ def check(config: RLConfig, processes: int) -> None:
         raise ValueError("a recipe needs at least one stage")
     if config.sharding == "fsdp" and config.engine == "hf":
         raise ValueError("sharding=fsdp needs engine=fast or vllm (hf's generate cannot run a sharded model)")
+    if config.old_logp == "engine" and config.engine == "vllm":
+        raise ValueError("old_logp=engine needs engine=fast or hf: vLLM's log-probs are at temperature 1")
     if config.rollout_dtype != "auto" and (config.sharding == "fsdp" or config.engine == "vllm"):
         raise ValueError(
             "rollout_dtype is for the in-process engines (fast, hf) of an unsharded policy; "

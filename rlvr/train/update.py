@@ -22,16 +22,25 @@ from rlvr.train.rl_config import RLConfig
 
 @torch.no_grad()
 def store_logp(
-    model: LogprobModel, experience: Experience, name: str, config: RLConfig, device: torch.device
+    model: LogprobModel,
+    experience: Experience,
+    name: str,
+    config: RLConfig,
+    device: torch.device,
+    every_row: bool = True,
 ) -> None:
-    """Log-probs of every row's completion under `model` (no grad), kept in `experience` as `name`: over the
+    """Log-probs of the rows' completions under `model` (no grad), kept in `experience` as `name`: over the
     update's own micro-batches (`batches.forward_order`) and under its autocast, so that they are bitwise the
-    log-probs the update computes until its first optimizer step."""
+    log-probs the update computes until its first optimizer step. Not `every_row`: only the rows the update runs
+    (idle rows never read them)."""
+    sharded = sharding.is_sharded(model)
+    batches = (
+        forward_order(experience, config, sharded)
+        if every_row
+        else [mb for mini in layout(experience, config, sharded) for mb in mini.micro]
+    )
     experience.fill(
-        name,
-        lambda rows: completion_logprobs(model, rows, config, entropy="none").logp,
-        forward_order(experience, config, sharding.is_sharded(model)),
-        device,
+        name, lambda rows: completion_logprobs(model, rows, config, entropy="none").logp, batches, device
     )
 
 
@@ -57,6 +66,8 @@ def update(
     skipped = 0
     critic_sums = dict.fromkeys(("loss", "clipped", "tokens", "grad_norm", "steps"), 0.0)
     idle = len(experience) - sum(len(mb) for mini in minis for mb in mini.micro)
+    gap = [0.0, 0.0, 0.0]  # engine vs trainer log-probs at θ_old: max |Δ|, Σ |Δ|, tokens
+    measured = False  # whether the gap has been measured (on one mini-batch)
     for _epoch in range(config.ppo_epochs):
         for mini in minis:
             batches = [experience.rows(mb, world.device) for mb in mini.micro]
@@ -81,6 +92,10 @@ def update(
                 if not train_policy:
                     continue
                 loss, mb_stats, extra = micro_loss(model, rows, norm, config)
+                if not measured and "sampling_logp" in rows:
+                    # the first mini-batch that runs: θ_old (or, after all-idle mini-batches, θ_old moved by their
+                    # steps' momentum and weight decay alone)
+                    gap = logp_gap(extra["logp"], rows["sampling_logp"], rows["completion"], gap)
                 (loss * scale).backward()
                 mini_loss += float(loss.detach())
                 stats = mb_stats if stats is None else stats + mb_stats
@@ -107,6 +122,7 @@ def update(
                 skipped += 1
                 warnings.warn(f"step {step}: non-finite loss or gradient, update skipped", stacklevel=1)
             optimizer.zero_grad(set_to_none=True)
+            measured = measured or bool(batches)
             sums["loss"] += mini_loss
             grad_norms.append(grad_norm)
     clip = (
@@ -116,11 +132,23 @@ def update(
             float(v) for v in (stats.tokens, stats.clip_low, stats.clip_high, stats.dual_clip, stats.ppo_kl)
         ]
     )
-    loss_sum, kl, entropy, tokens, clip_tokens, low, high, dual, ppo_kl, idle_rows, all_rows = (
-        distributed.all_sum(
-            [sums["loss"], sums["kl"], sums["entropy"], sums["tokens"], *clip, idle, len(experience)],
-            world.device,
-        )
+    (
+        loss_sum,
+        kl,
+        entropy,
+        tokens,
+        clip_tokens,
+        low,
+        high,
+        dual,
+        ppo_kl,
+        idle_rows,
+        all_rows,
+        gap_sum,
+        gap_n,
+    ) = distributed.all_sum(
+        [sums["loss"], sums["kl"], sums["entropy"], sums["tokens"], *clip, idle, len(experience), *gap[1:]],
+        world.device,
     )
     tokens, clip_tokens = max(tokens, 1.0), max(clip_tokens, 1.0)
     metrics = {
@@ -136,6 +164,11 @@ def update(
         "train/skipped": float(skipped),
         "train/rows_idle": idle_rows / max(all_rows, 1.0),  # loss identically 0: no forward, no backward
     }
+    if (
+        gap_n
+    ):  # the engine's sampling log-probs against the trainer's, over the first running mini-batch's tokens
+        metrics["train/logp_gap_max"] = distributed.all_max(gap[0], world.device)
+        metrics["train/logp_gap_mean"] = gap_sum / gap_n
     if critic is not None:
         value_sum, clipped_sum, valid = distributed.all_sum(
             [critic_sums["loss"], critic_sums["clipped"], critic_sums["tokens"]], world.device
@@ -168,9 +201,18 @@ def completion_logprobs(
         )
 
 
+def logp_gap(logp: torch.Tensor, sampled: torch.Tensor, mask: torch.Tensor, gap: list[float]) -> list[float]:
+    """`gap` ([max |Δ|, Σ |Δ|, tokens]) updated with one micro-batch's log-probs (b, T) against the engine's,
+    over the completion tokens `mask` (b, T)."""
+    delta = (logp.float() - sampled).abs()[mask]
+    if not len(delta):
+        return gap
+    return [max(gap[0], float(delta.max())), gap[1] + float(delta.sum()), gap[2] + len(delta)]
+
+
 def micro_loss(
     model: LogprobModel, rows: dict[str, torch.Tensor], norm: float, config: RLConfig
-) -> tuple[torch.Tensor, PolicyLossStats, dict[str, float]]:
+) -> tuple[torch.Tensor, PolicyLossStats, dict[str, Any]]:
     """One micro-batch's share of the mini-batch loss (its sum / the global normaliser), its clip statistics, and
     its KL / entropy sums for the metrics. `rows`: `Experience.rows` of the micro-batch."""
     out = completion_logprobs(model, rows, config, entropy="grad" if config.entropy_coef else "detached")
@@ -191,7 +233,8 @@ def micro_loss(
     if config.entropy_coef:
         per_token = per_token - config.entropy_coef * out.entropy
     loss = aggregate(per_token, mask, config.loss_agg, normalizer=norm)
-    extra = {
+    extra: dict[str, Any] = {
+        "logp": logp.detach(),
         "kl": kl_sum,
         "entropy": float((out.entropy.detach() * mask).sum()),
         "tokens": float(mask.sum()),
