@@ -54,7 +54,8 @@ def test_a_few_steps_move_the_policy_and_log_every_metric(digits, tmp_path):
         "train/reward_mean", "train/accuracy", "train/all_correct", "train/all_wrong", "train/response_length",
         "train/length_correct", "train/length_wrong", "train/truncated", "train/clip_low", "train/clip_high",
         "train/ppo_kl", "train/kl_ref", "train/entropy", "train/grad_norm", "train/lr", "time/generate",
-        "time/reward", "time/logprob", "time/update", "perf/tokens_per_s",
+        "time/reward", "time/logprob", "time/update", "perf/tokens_per_s", "mem/rollout_gb", "mem/logprob_gb",
+        "mem/update_gb",
     ):  # fmt: skip
         assert all(r[key] is not None and math.isfinite(r[key]) for r in rows), key
     assert rows[-1]["train/kl_ref"] > 0  # the policy moved away from the reference
@@ -172,7 +173,7 @@ def test_resumed_run_repeats_the_uninterrupted_one(digits, tmp_path):
     b = [r for r in read_metrics(run_b / "metrics.jsonl") if "train/loss" in r]
     assert [r["step"] for r in b] == [1, 2, 3, 4, 5]
     assert [r["train/max_new_tokens"] for r in b] == [8, 8, 12, 12, 12]
-    drop = ("time/", "perf/")
+    drop = ("time/", "perf/", "mem/")
     for ra, rb in zip(a, b, strict=True):
         assert {k: v for k, v in ra.items() if not k.startswith(drop)} == {
             k: v for k, v in rb.items() if not k.startswith(drop)

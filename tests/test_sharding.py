@@ -17,7 +17,7 @@ from rlvr.train import checkpoint
 from rlvr.train.metrics import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
-DROP = ("time/", "perf/")
+DROP = ("time/", "perf/", "mem/")
 
 
 def train(digits: Path, out: Path, sharding: str, *extra: str) -> None:

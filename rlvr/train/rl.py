@@ -50,6 +50,7 @@ from rlvr.train.experience import (
     summarize,
     write_samples,
 )
+from rlvr.train.memory import phase_peak
 from rlvr.train.metrics import MetricsLog
 from rlvr.train.optim import adamw, lr_at, set_lr
 from rlvr.train.rl_config import RLConfig, Stage, check
@@ -225,21 +226,55 @@ class Trainer:
         return last_eval
 
     def _step(self, stage: Stage) -> dict[str, Any]:
-        config = self.config
+        config, device = self.config, self.world.device
         t0 = time.time()
-        groups, sampled, timings = self._collect(stage)
+        with phase_peak(device) as rollout_peak:
+            groups, sampled, timings = self._collect(stage)
         t1 = time.time()
         # over every process's groups: the log shows the whole step, and every process decides stage ends alike
         everywhere = [
             s for part in distributed.all_gather_object([summarize(g) for g in sampled]) for s in part
         ]
-        kept = int(distributed.all_sum([len(groups)], self.world.device)[0])
+        kept = int(distributed.all_sum([len(groups)], device)[0])
         metrics = rollout_metrics(everywhere, kept, stage.max_new_tokens)
         self._track_plateau(metrics["train/accuracy"])
         metrics.update(self.difficulty.counts())
+        metrics["mem/rollout_gb"] = rollout_peak.gb
         if not groups:  # every group had equal rewards: nothing to learn from this step
             metrics.update({"train/skipped": 0.0, "train/empty": 1.0, **timings})
             return metrics
+        with phase_peak(device) as logprob_peak:
+            experience = self._experience(groups, metrics)
+        t2 = time.time()
+        with phase_peak(device) as update_peak:
+            metrics.update(self._update(experience))
+            if hasattr(self.engine, "load_weights"):  # vLLM holds its own copy of the weights
+                with sharding.gathered(self.policy):
+                    self.engine.load_weights(self.model.named_parameters())
+        t3 = time.time()
+        tokens = sum(len(r.completion_ids) for g in sampled for r in g.rollouts)  # this process's
+        metrics.update(
+            {
+                "time/generate": timings["time/generate"],
+                "time/reward": timings["time/reward"],
+                "time/logprob": t2 - t1,
+                "time/update": t3 - t2,
+                "time/step": t3 - t0,
+                "perf/tokens_per_s": sum(sum(s[2]) for s in everywhere) / max(t3 - t0, 1e-9),  # all processes
+                "perf/generate_tokens_per_s": tokens / max(timings["time/generate"], 1e-9),  # one engine
+                "mem/logprob_gb": logprob_peak.gb,
+                "mem/update_gb": update_peak.gb,
+            }
+        )
+        step = self.step + 1  # the step this update completes, as metrics.jsonl numbers it
+        if config.sample_every and step % config.sample_every == 0 and self.world.main:
+            write_samples(self.run_dir / "samples.jsonl", step, sampled, self.problems)
+        return metrics
+
+    def _experience(self, groups: list[Group], metrics: dict[str, Any]) -> Experience:
+        """The kept groups as the update's rows, with what it reads besides: π_old (the engine's, or recomputed
+        for the rows that run), reference log-probs when β > 0, the critic's values (its metrics into `metrics`)."""
+        config = self.config
         # KL in the reward: per token into the critic's GAE, or summed into each response's reward without one
         token_kl = self.reference is not None and config.kl_in == "reward" and self.critic is not None
         if self.reference is not None and config.kl_in == "reward" and self.critic is None:
@@ -256,29 +291,7 @@ class Trainer:
             self._store_logp(experience, "ref_logp", self.reference)
         if self.critic is not None:
             metrics.update(self.critic.prepare(experience, self.world))
-        t2 = time.time()
-        update = self._update(experience)
-        if hasattr(self.engine, "load_weights"):  # vLLM holds its own copy of the weights
-            with sharding.gathered(self.policy):
-                self.engine.load_weights(self.model.named_parameters())
-        t3 = time.time()
-        tokens = sum(len(r.completion_ids) for g in sampled for r in g.rollouts)  # this process's
-        metrics.update(update)
-        metrics.update(
-            {
-                "time/generate": timings["time/generate"],
-                "time/reward": timings["time/reward"],
-                "time/logprob": t2 - t1,
-                "time/update": t3 - t2,
-                "time/step": t3 - t0,
-                "perf/tokens_per_s": sum(sum(s[2]) for s in everywhere) / max(t3 - t0, 1e-9),  # all processes
-                "perf/generate_tokens_per_s": tokens / max(timings["time/generate"], 1e-9),  # one engine
-            }
-        )
-        step = self.step + 1  # the step this update completes, as metrics.jsonl numbers it
-        if config.sample_every and step % config.sample_every == 0 and self.world.main:
-            write_samples(self.run_dir / "samples.jsonl", step, sampled, self.problems)
-        return metrics
+        return experience
 
     # -- rollouts --------------------------------------------------------------------------------------------------
     def _next_prompts(self, count: int) -> list[int]:
