@@ -12,8 +12,9 @@ import torch
 
 from rlvr.config import load_config
 from rlvr.train import distributed
-from rlvr.train import rl as rl_module
-from rlvr.train.rl import RLConfig, Trainer, engine_old_logp
+from rlvr.train import prepare as prepare_module
+from rlvr.train.prepare import engine_old_logp
+from rlvr.train.rl import RLConfig, Trainer
 
 OFF_POLICY = ("mini_batches=2", "ppo_epochs=2", "micro_batch_size=8")
 
@@ -35,7 +36,7 @@ def test_auto_takes_the_engines_log_probs_as_pi_old_without_a_forward(
     def refuse(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("old log-probs recomputed")
 
-    monkeypatch.setattr(rl_module, "store_logp", refuse)
+    monkeypatch.setattr(prepare_module, "store_logp", refuse)
     metrics = t._step(t.config.stages[0])
     # the engine's log-probs (at the sampling temperature) are the trainer's, within fp32 noise
     assert (
@@ -51,13 +52,13 @@ def test_recompute_runs_only_the_rows_the_update_runs(
     t = trainer(digits, tmp_path / "run", *OFF_POLICY, "old_logp=recompute")
     assert not t.engine_logp
     seen: list[Any] = []
-    store = rl_module.store_logp
+    store = prepare_module.store_logp
 
     def spy(model: Any, experience: Any, name: str, *args: Any, **kwargs: Any) -> None:
         store(model, experience, name, *args, **kwargs)
         seen.append(experience)
 
-    monkeypatch.setattr(rl_module, "store_logp", spy)
+    monkeypatch.setattr(prepare_module, "store_logp", spy)
     metrics = t._step(t.config.stages[0])
     (experience,) = seen
     idle = experience.advantages == 0

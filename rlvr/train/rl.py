@@ -28,7 +28,6 @@ from typing import Any
 
 import torch
 
-from rlvr.algos import ADVANTAGES, KL_ESTIMATORS
 from rlvr.config import save_config
 from rlvr.data.registry import final_form, load_problems
 from rlvr.data.templates import render, resolve
@@ -43,7 +42,6 @@ from rlvr.train.experience import (
     Difficulty,
     Experience,
     Group,
-    build_experience,
     keep_group,
     rollout_metrics,
     score_groups,
@@ -53,8 +51,9 @@ from rlvr.train.experience import (
 from rlvr.train.memory import phase_peak
 from rlvr.train.metrics import MetricsLog
 from rlvr.train.optim import adamw, lr_at, set_lr
+from rlvr.train.prepare import batch_advantages, engine_old_logp, prepare
 from rlvr.train.rl_config import RLConfig, Stage, check
-from rlvr.train.update import store_logp, update
+from rlvr.train.update import update
 
 
 def run(config: RLConfig, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
@@ -67,15 +66,6 @@ def run(config: RLConfig, *, resume: bool = False, progress: bool = True) -> dic
 
 # what a checkpoint holds besides weights, optimizer, RNGs and the difficulty table
 STATE = ("step", "stage", "stage_step", "consumed", "best", "since_best", "ema", "reference_path")
-
-
-def engine_old_logp(config: RLConfig, device: torch.device) -> bool:
-    """Whether π_old is the engine's sampling log-probs (`RLConfig.old_logp`): under auto, when the engine samples
-    in-process from the very weights being trained at the trainer's precision (fp32)."""
-    if config.old_logp != "auto":
-        return config.old_logp == "engine"
-    in_process = config.engine != "vllm" and config.rollout_dtype == "auto" and config.sharding != "fsdp"
-    return in_process and precision.compute_dtype(config.dtype, device) == torch.float32
 
 
 class Trainer:
@@ -244,7 +234,16 @@ class Trainer:
             metrics.update({"train/skipped": 0.0, "train/empty": 1.0, **timings})
             return metrics
         with phase_peak(device) as logprob_peak:
-            experience = self._experience(groups, metrics)
+            experience = prepare(
+                groups,
+                config,
+                self.world,
+                self.policy,
+                self.reference,
+                self.critic,
+                self.engine_logp,
+                metrics,
+            )
         t2 = time.time()
         with phase_peak(device) as update_peak:
             metrics.update(self._update(experience))
@@ -270,28 +269,6 @@ class Trainer:
         if config.sample_every and step % config.sample_every == 0 and self.world.main:
             write_samples(self.run_dir / "samples.jsonl", step, sampled, self.problems)
         return metrics
-
-    def _experience(self, groups: list[Group], metrics: dict[str, Any]) -> Experience:
-        """The kept groups as the update's rows, with what it reads besides: π_old (the engine's, or recomputed
-        for the rows that run), reference log-probs when β > 0, the critic's values (its metrics into `metrics`)."""
-        config = self.config
-        # KL in the reward: per token into the critic's GAE, or summed into each response's reward without one
-        token_kl = self.reference is not None and config.kl_in == "reward" and self.critic is not None
-        if self.reference is not None and config.kl_in == "reward" and self.critic is None:
-            self._kl_into_rewards(groups)
-        experience = build_experience(
-            groups, self._advantages, config.overlong, sampling_logp=config.engine != "vllm"
-        )
-        off_policy = config.ppo_epochs > 1 or config.mini_batches > 1
-        if off_policy and self.engine_logp:  # π_old as sampled: no forward
-            experience.per_token["old_logp"] = experience.per_token["sampling_logp"]
-        elif off_policy or token_kl:
-            store_logp(self.policy, experience, "old_logp", config, self.world.device, every_row=False)
-        if self.reference is not None and (config.kl_in == "loss" or token_kl):
-            self._store_logp(experience, "ref_logp", self.reference)
-        if self.critic is not None:
-            metrics.update(self.critic.prepare(experience, self.world))
-        return experience
 
     # -- rollouts --------------------------------------------------------------------------------------------------
     def _next_prompts(self, count: int) -> list[int]:
@@ -361,46 +338,8 @@ class Trainer:
         have = -int(distributed.all_max(-min(len(kept), need), world.device))
         return kept[:have], sampled, {"time/generate": t_gen, "time/reward": t_reward}
 
-    # -- advantages and log-probs ------------------------------------------------------------------------------------
     def _advantages(self, scores: torch.Tensor, index: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
-        """Advantages over the step's whole batch: groups are whole on one process, but batch-level estimators
-        (REINFORCE++ whitening) need every process's rows, so they see the gathered batch."""
-        if self.critic is not None:  # PPO: token-level advantages come from the critic (`Critic.prepare`)
-            return torch.zeros_like(scores)
-        fn = ADVANTAGES[self.config.advantage]
-        if self.world.size == 1 or self.config.advantage != "reinforce_pp_baseline":
-            return fn(scores, index, token_counts=counts)
-        parts = distributed.all_gather_object((scores, index, counts))
-        first = sum(len(p[0]) for p in parts[: self.world.rank])  # this process's rows in the gathered batch
-        gathered = fn(
-            torch.cat([p[0] for p in parts]),
-            torch.cat(
-                [p[1] + 1_000_000 * rank for rank, p in enumerate(parts)]
-            ),  # group ids unique per process
-            token_counts=torch.cat([p[2] for p in parts]),
-        )
-        return gathered[first : first + len(scores)]
-
-    def _kl_into_rewards(self, groups: list[Group]) -> None:
-        """kl_in=reward without a critic: subtract β·Σ_t KL(π‖π_ref) of each response from its reward (an outcome
-        advantage sees one number per response, so PPO's per-token penalty reduces to its sum; `Critic.prepare`
-        keeps it per token)."""
-        experience = build_experience(groups, lambda s, i, c: torch.zeros_like(s), "none")
-        self._store_logp(experience, "old_logp", self.policy)
-        assert self.reference is not None
-        self._store_logp(experience, "ref_logp", self.reference)
-        estimator = KL_ESTIMATORS[self.config.kl_estimator]
-        row = 0
-        for group in groups:
-            for j in range(len(group.rewards)):
-                kl = estimator(
-                    experience.per_token["old_logp"][row], experience.per_token["ref_logp"][row]
-                ).sum()
-                group.rewards[j] -= self.config.kl_coef * float(kl)
-                row += 1
-
-    def _store_logp(self, experience: Experience, name: str, model: LogprobModel) -> None:
-        store_logp(model, experience, name, self.config, self.world.device)
+        return batch_advantages(self.config, self.world, self.critic is not None, scores, index, counts)
 
     def _update(self, experience: Experience) -> dict[str, Any]:
         c = self.config
