@@ -1,23 +1,36 @@
-"""RL step time: rlvr's `Trainer` vs TRL's `GRPOTrainer` on the same tiny workload, side by side in one process.
+"""RL step time: rlvr's `Trainer` vs TRL's `GRPOTrainer` on the same workload, side by side in one process.
 
     python bench/rl_step.py                        # tiny Qwen2 on CPU, 16 prompts x n=8 x 64 new tokens, 8 steps each
     python bench/rl_step.py --max-new-tokens 256 --steps 3
     python bench/rl_step.py --stop-at-eos          # sequences end at eos: lengths differ between the two sides
+    python bench/rl_step.py --model smollm2-135m-instruct --dtype bfloat16   # a real model: 8 x n=8 x 128, 3 steps
     python bench/rl_step.py --json
 
-The same for both: the model (one random-init tiny Qwen2, deep-copied so both start from the same weights), the
-prompts (the `arith` set through the `plain` template, in the order rlvr's Trainer takes them, pre-rendered text so
-both tokenize to the same ids: checked), prompts per step and group size n, max new tokens, temperature 1.0,
-top-p 1, top-k off, the reward (rlvr's `accuracy`), group-normalised advantages (r - mean) / (std + eps), AdamW at
-lr 1e-6 with a constant schedule, gradient clipping at 1.0, β = 0 (no reference model), μ = 1, micro-batches of
-16 sequences with every micro-batch of the step accumulated into one optimizer step, fp32, no gradient checkpointing.
+Two workloads. The default is a random-init tiny Qwen2 on `arith`, every sequence run to max new tokens, fp32: equal
+work on both sides, the frameworks' overhead at its largest. `--model NAME|PATH` (a registered name, fetched with
+`rlvr models fetch NAME`, or a checkpoint directory) is an RL-sized step of a real model, as the smollm2-grpo recipe
+runs it: the `words` problems (one or two events; a small instruct model answers some, so groups are mixed) through
+the `plain` template (the model's chat template), 8 prompts x n=8, at most 128 new tokens, stopping at eos,
+temperature 0.7, lr 2e-5, clip 0.2 / 0.28, micro-batches of 8; every default can be overridden by its flag.
 
-rlvr's `skip_idle_rows` is off: the random model never answers right, so every group scores 0, every advantage
-is 0, and rlvr would skip the whole update (exactly: those rows have no gradient) while TRL computes it. Equal
-work is the point here. By default every sequence runs to max new tokens on both sides, so both do the same work: rlvr through
+The same for both: the model (rlvr's, deep-copied so both start from the same weights), the prompts (pre-rendered
+text in the order rlvr's Trainer takes them, so both tokenize to the same ids: checked), prompts per step and group
+size n, max new tokens, temperature, top-p 1, top-k off, the reward (rlvr's `accuracy` with the set's final_form:
+"6 + 4" is no answer to a word problem), group-normalised advantages (r - mean) / (std + eps), AdamW with a constant
+schedule, gradient clipping at 1.0, β = 0 (no reference model), μ = 1, micro-batches with every micro-batch of the
+step accumulated into one optimizer step, no gradient checkpointing. `--dtype bfloat16`: bf16 compute over fp32
+master weights on both sides, each framework's best on CPU: rlvr's `dtype: bfloat16` (autocast) and
+`rollout_dtype: bfloat16` (the engine samples from a bf16 copy), TRL's `bf16=True` with `use_cpu` (accelerate's
+autocast around the model's forward, generation included).
+
+Idle rows. A row whose advantage is 0 (its group scored all-equal) has exactly no gradient; rlvr's
+`skip_idle_rows` drops its forward and backward, TRL computes them. On the tiny model every group scores 0, so rlvr
+would skip the whole update: off by default there (equal work is the point). With `--model` it is on by default
+(`--no-skip-idle-rows` turns it off): the result is the same update, TRL just does not know it needs less. By
+default on the tiny model every sequence runs to max new tokens on both sides: rlvr through
 `SamplingParams.ignore_eos` (an engine wrapper here; eos may be sampled and is trained on), TRL through
-`generation_kwargs={"min_new_tokens": ...}` (eos is masked out of sampling). `--stop-at-eos` lets both stop at
-eos; the table then shows the tokens each side generated.
+`generation_kwargs={"min_new_tokens": ...}` (eos is masked out of sampling). `--stop-at-eos` (the default with
+`--model`) lets both stop at eos; the table then shows the tokens each side generated.
 
 Per step, rlvr (`Trainer._step`): the next prompts in its seeded epoch order → FastEngine samples the n
 completions of each prompt (one prefill per prompt) → rewards in-process (the verifier runs twice per response:
@@ -26,19 +39,22 @@ LM head on completion tokens only) with token-mean aggregation over the whole st
 and one mini-batch, so the ratio is exactly 1; entropy computed detached for the metrics) → clip → AdamW.
 TRL (`GRPOTrainer`, loss_type "dapo": token-level, normalised by the step's active tokens, the same as rlvr's
 token-mean): `model.generate` on the prompt batch repeated n times (its default path; the continuous-batching
-path took ~26 s a step here) → decode → reward function (rlvr's `accuracy`) → advantages → per micro-batch a
-forward (prompts left-padded, completions right-padded; log-probs and entropy) + backward; it too skips the
-old-log-prob forward (gradient_accumulation_steps is a multiple of steps_per_generation × num_iterations) and loads
-no reference model (β = 0) → clip → AdamW. Its per-micro-batch metrics (entropy, clip ratios) cost a few host
-syncs; logging, saving and reporting are off. Both optimizers are torch's AdamW (rlvr: foreach; TRL: "adamw_torch").
+path took ~26 s a step on the tiny model) → decode → reward function (rlvr's `accuracy`) → advantages → per
+micro-batch a forward (prompts left-padded, completions right-padded; log-probs and entropy) + backward; it too
+skips the old-log-prob forward (gradient_accumulation_steps is a multiple of steps_per_generation × num_iterations)
+and loads no reference model (β = 0) → clip → AdamW. Its per-micro-batch metrics (entropy, clip ratios) cost a few
+host syncs; logging, saving and reporting are off. Both optimizers are torch's AdamW (rlvr: foreach; TRL:
+"adamw_torch"). bench/rl_step_trl.py holds the TRL side.
 
 Timing: TRL's trainer runs the loop; a callback at the end of each TRL optimizer step runs one rlvr step, so the
 two alternate step by step and drift on a shared machine hits both. A TRL step is timed from the callback's return
 to the next step's end (data loading, generation, update, optimizer step, TRL's bookkeeping), an rlvr step is one
 `Trainer._step` call (prompt selection included). The first `--warmup` steps of each are not counted. One torch
 thread by default: on a shared 2-core machine two threads made both sides several times slower and erratic.
-Reported: median seconds per optimizer step, generated tokens per step, seconds in generation (rlvr's engine call;
-TRL's `model.generate`), in the reward, and the rest (the update above all), and TRL/rlvr as the median of the
+Reported: median seconds per optimizer step, generated tokens per step, the fraction of correct responses, and
+the phase split of each side: generate (rlvr's engine call; TRL's `model.generate`), reward, logprob (rlvr: rollout
+metrics, advantages, the experience and any stored log-probs; TRL: the rest of its generate-and-score, tokenizing,
+decoding, advantages) and update (the rest: forward + backward, clip, AdamW); and TRL/rlvr as the median of the
 paired steps' ratios. The last line of stdout is one JSON object with every figure (--json: stdout is only that).
 """
 
@@ -48,24 +64,34 @@ import argparse
 import copy
 import dataclasses
 import json
-import logging
 import statistics
 import sys
 import tempfile
-import time
-import warnings
 from typing import Any
 
 import torch
+from rl_step_trl import alternate, quiet, trl_trainer
 
 from rlvr.models.build import TinyModel
-from rlvr.rewards.functions import accuracy
 from rlvr.rollout.types import Rollout, RolloutEngine, SamplingParams
 from rlvr.train import distributed
 from rlvr.train.examples import epoch_order
 from rlvr.train.rl import RLConfig, Stage, Trainer
 
 TARGET = 3.0  # issue 6: rlvr at least 3x faster per step
+PHASES = ("generate", "reward", "logprob", "update")
+
+# the defaults of each workload; a flag given on the command line wins
+TINY = {
+    "data": "arith", "prompts": 16, "n": 8, "max_new_tokens": 64, "micro_batch_size": 16, "steps": 8,
+    "temperature": 1.0, "lr": 1e-6, "clip_low": 0.2, "clip_high": 0.2, "stop_at_eos": False,
+    "skip_idle_rows": False,
+}  # fmt: skip
+REAL = {  # rlvr/recipes/rl/smollm2-grpo.yaml's step
+    "data": "words", "prompts": 8, "n": 8, "max_new_tokens": 128, "micro_batch_size": 8, "steps": 3,
+    "temperature": 0.7, "lr": 2e-5, "clip_low": 0.2, "clip_high": 0.28, "stop_at_eos": True,
+    "skip_idle_rows": True,
+}  # fmt: skip
 
 
 class IgnoreEos:
@@ -80,24 +106,28 @@ class IgnoreEos:
 
 def rlvr_trainer(args: argparse.Namespace, out_dir: str) -> Trainer:
     config = RLConfig(
-        model="tiny",
+        model=args.model or "tiny",
         tiny=TinyModel(hidden_size=args.hidden_size, num_layers=args.layers),
-        data="arith",
+        data=args.data,
         eval_data=None,
         template="plain",
         reward="accuracy",
         out_dir=out_dir,
         engine="fast",
+        dtype=args.dtype,
+        rollout_dtype=args.dtype,  # bf16: the engine samples from a bf16 copy, as the smollm2 recipe does
         stages=[Stage(steps=10**6, max_new_tokens=args.max_new_tokens, n=args.n)],
         prompts_per_step=args.prompts,
-        temperature=1.0,
+        temperature=args.temperature,
         micro_batch_size=args.micro_batch_size,
         advantage="grpo",
         loss_agg="token-mean",
+        clip_low=args.clip_low,
+        clip_high=args.clip_high,
         dual_clip=None,  # TRL has no dual clip (it never triggers on-policy anyway: the ratio is 1)
         kl_coef=0.0,
-        skip_idle_rows=False,  # equal work: see the docstring
-        lr=1e-6,
+        skip_idle_rows=args.skip_idle_rows,  # see the docstring
+        lr=args.lr,
         schedule="constant",
         max_grad_norm=1.0,
         sample_every=0,
@@ -110,86 +140,6 @@ def rlvr_trainer(args: argparse.Namespace, out_dir: str) -> Trainer:
     return trainer
 
 
-def trl_trainer(
-    args: argparse.Namespace, model: Any, tokenizer: Any, prompts: list[str], answers: list[str], out_dir: str
-) -> tuple[Any, dict[str, list[float]]]:
-    """TRL's GRPOTrainer on `prompts` in order (one step = the next `args.prompts`), and its per-step figures."""
-    from datasets import Dataset
-    from trl import GRPOConfig, GRPOTrainer
-
-    sequences = args.prompts * args.n
-    if sequences % args.micro_batch_size:
-        raise ValueError(
-            f"--prompts x --n = {sequences} must be a multiple of --micro-batch-size {args.micro_batch_size}"
-        )
-    config = GRPOConfig(
-        output_dir=out_dir,
-        per_device_train_batch_size=args.micro_batch_size,
-        # the whole generation batch accumulates into one optimizer step, as rlvr's one mini-batch
-        gradient_accumulation_steps=sequences // args.micro_batch_size,
-        num_generations=args.n,
-        max_completion_length=args.max_new_tokens,
-        generation_kwargs=None if args.stop_at_eos else {"min_new_tokens": args.max_new_tokens},
-        temperature=1.0,
-        top_p=1.0,
-        top_k=0,
-        learning_rate=1e-6,
-        lr_scheduler_type="constant",
-        weight_decay=0.0,
-        optim="adamw_torch",
-        max_grad_norm=1.0,
-        beta=0.0,
-        num_iterations=1,
-        epsilon=0.2,
-        loss_type="dapo",
-        scale_rewards="group",
-        shuffle_dataset=False,  # rlvr's order, set below
-        max_steps=args.warmup + args.steps,
-        bf16=False,
-        fp16=False,
-        use_cpu=True,
-        gradient_checkpointing=False,
-        report_to="none",
-        save_strategy="no",
-        logging_strategy="no",
-        disable_tqdm=True,
-        log_completions=False,
-        dataloader_num_workers=0,
-        seed=0,
-    )
-    figures: dict[str, list[float]] = {"tokens": [], "reward_s": [], "generate_s": []}
-
-    def accuracy_reward(
-        completions: list[str], answer: list[str], completion_ids: list[list[int]], **_: Any
-    ) -> list[float | None]:  # TRL's reward-function type: None is "no reward"
-        start = time.perf_counter()
-        rewards: list[float | None] = [
-            accuracy(text, gold) for text, gold in zip(completions, answer, strict=True)
-        ]
-        figures["tokens"].append(sum(len(ids) for ids in completion_ids))
-        figures["reward_s"].append(time.perf_counter() - start)
-        return rewards
-
-    dataset = Dataset.from_dict({"prompt": prompts, "answer": answers})
-    trainer = GRPOTrainer(
-        model=model,
-        reward_funcs=accuracy_reward,
-        args=config,
-        train_dataset=dataset,
-        processing_class=tokenizer,
-    )
-    generate = model.generate
-
-    def timed_generate(*a: Any, **k: Any) -> Any:  # TRL's sampling call, timed
-        start = time.perf_counter()
-        out = generate(*a, **k)
-        figures["generate_s"].append(time.perf_counter() - start)
-        return out
-
-    model.generate = timed_generate
-    return trainer, figures
-
-
 def prompt_indices(size: int, seed: int, count: int) -> list[int]:
     """The first `count` problems rlvr's Trainer draws (its seeded epoch order, no difficulty skipping)."""
     out: list[int] = []
@@ -200,28 +150,38 @@ def prompt_indices(size: int, seed: int, count: int) -> list[int]:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    """The flags; those left unset take the workload's defaults (TINY, or REAL with --model)."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--prompts", type=int, default=16, help="prompts per step")
-    parser.add_argument("--n", type=int, default=8, help="responses per prompt (group size)")
-    parser.add_argument("--max-new-tokens", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=8, help="timed optimizer steps per side, alternating")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed steps per side first")
-    parser.add_argument("--micro-batch-size", type=int, default=16, help="sequences per forward/backward")
-    parser.add_argument("--hidden-size", type=int, default=64, help="tiny Qwen2's width")
-    parser.add_argument("--layers", type=int, default=2, help="tiny Qwen2's depth")
-    parser.add_argument("--stop-at-eos", action="store_true", help="sequences end at eos (unequal work)")
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch CPU threads (0: torch's default; >1 on a shared machine: noise)",
-    )
-    parser.add_argument("--json", action="store_true", help="print only the JSON summary")
+    add = parser.add_argument
+    add("--model", help="a registered name or checkpoint directory (default: the tiny random model)")
+    add("--dtype", choices=["float32", "bfloat16"], default="float32", help="compute dtype, both sides")
+    add("--prompts", type=int, help="prompts per step (tiny 16, --model 8)")
+    add("--n", type=int, help="responses per prompt (group size; 8)")
+    add("--max-new-tokens", type=int, help="tiny 64, --model 128")
+    add("--steps", type=int, help="timed optimizer steps per side, alternating (tiny 8, --model 3)")
+    add("--warmup", type=int, default=1, help="untimed steps per side first")
+    add("--micro-batch-size", type=int, help="sequences per forward/backward (tiny 16, --model 8)")
+    add("--temperature", type=float, help="tiny 1.0, --model 0.7")
+    add("--lr", type=float, help="tiny 1e-6, --model 2e-5")
+    add("--hidden-size", type=int, default=64, help="tiny Qwen2's width")
+    add("--layers", type=int, default=2, help="tiny Qwen2's depth")
+    bool_flag = argparse.BooleanOptionalAction
+    add("--stop-at-eos", action=bool_flag, help="sequences end at eos (tiny: off, equal work; --model: on)")
+    add("--skip-idle-rows", action=bool_flag, help="rlvr skips zero-advantage rows (tiny: off; --model: on)")
+    add("--threads", type=int, default=1, help="torch CPU threads (0: torch's default; >1 shared: noise)")
+    add("--json", action="store_true", help="print only the JSON summary")
     args = parser.parse_args(argv)
+    for key, value in (REAL if args.model else TINY).items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
+    return args
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     quiet()
@@ -248,7 +208,9 @@ def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[float], di
         for p in set(prompts):  # TRL tokenizes with special tokens added, rlvr's engines without
             assert tokenizer(p)["input_ids"] == tokenizer(p, add_special_tokens=False)["input_ids"]
         model = copy.deepcopy(rlvr_side.model)  # the same initial weights
-        trl_side, trl_figures = trl_trainer(args, model, tokenizer, prompts, answers, f"{tmp}/trl")
+        trl_side, trl_figures = trl_trainer(
+            args, model, tokenizer, (prompts, answers), rlvr_side.final_form, f"{tmp}/trl"
+        )
 
         rlvr_runs: list[dict[str, Any]] = []
         trl_seconds: list[float] = []
@@ -258,6 +220,32 @@ def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[float], di
         trl_side.train()
         assert rlvr_side.consumed == total * args.prompts, "rlvr drew other prompts than TRL"
     return rlvr_runs, trl_seconds, trl_figures, sum(p.numel() for p in rlvr_side.model.parameters())
+
+
+def rlvr_phases(runs: list[dict[str, Any]]) -> dict[str, list[float]]:
+    """rlvr's per-step figures by name (an update that did not run is 0 s)."""
+    return {
+        "seconds": [r["time/step"] for r in runs],
+        "tokens": [r["tokens"] for r in runs],
+        "correct": [r["train/accuracy"] for r in runs],
+        # groups scored all-equal: their rows' advantage is 0 (what skip_idle_rows skips)
+        "groups_idle": [r["train/all_correct"] + r["train/all_wrong"] for r in runs],
+        **{f"{p}_s": [r.get(f"time/{p}", 0.0) for r in runs] for p in PHASES},
+    }
+
+
+def trl_phases(seconds: list[float], figures: dict[str, list[float]]) -> dict[str, list[float]]:
+    """TRL's per-step figures by name: logprob is generate-and-score less generation and reward, update the rest."""
+    rows = zip(seconds, figures["prepare_s"], figures["generate_s"], figures["reward_s"], strict=True)
+    return {
+        "seconds": seconds,
+        "tokens": figures["tokens"],
+        "correct": figures["correct"],
+        "generate_s": figures["generate_s"],
+        "reward_s": figures["reward_s"],
+        "logprob_s": [prep - gen - rew for _, prep, gen, rew in rows],
+        "update_s": [s - prep for s, prep in zip(seconds, figures["prepare_s"], strict=True)],
+    }
 
 
 def summarize(
@@ -271,34 +259,26 @@ def summarize(
     import trl
 
     w, total = args.warmup, args.warmup + args.steps
-    rlvr_s = [r["time/step"] for r in rlvr_runs[w:]]
-    trl_s = trl_seconds[w:]
-    paired = [t / r for t, r in zip(trl_s, rlvr_s, strict=True)]
-    results = {
-        "rlvr": side(
-            rlvr_s,
-            [r["tokens"] for r in rlvr_runs[w:]],
-            [r["time/generate"] for r in rlvr_runs[w:]],
-            [r["time/reward"] for r in rlvr_runs[w:]],
-        ),
-        "trl": side(
-            trl_s,
-            trl_figures["tokens"][w:total],
-            trl_figures["generate_s"][w:total],
-            trl_figures["reward_s"][w:total],
-        ),
-    }
-    results["rlvr"]["update_s"] = statistics.median(r["time/update"] for r in rlvr_runs[w:])
+    trl_figures = {k: v[w:total] for k, v in trl_figures.items()}
+    rlvr = rlvr_phases(rlvr_runs[w:])
+    trl_ = trl_phases(trl_seconds[w:], trl_figures)
+    paired = [t / r for t, r in zip(trl_["seconds"], rlvr["seconds"], strict=True)]
+    tiny = f"tiny qwen2 (hidden {args.hidden_size}, {args.layers} layers)"
     summary: dict[str, Any] = {
         "device": "cpu",
-        "model": f"tiny qwen2 (hidden {args.hidden_size}, {args.layers} layers)",
+        "model": args.model or tiny,
+        "data": args.data,
         "parameters": parameters,
+        "dtype": args.dtype,
         "threads": torch.get_num_threads(),
         "prompts": args.prompts,
         "n": args.n,
         "sequences": args.prompts * args.n,
         "max_new_tokens": args.max_new_tokens,
         "stop_at_eos": args.stop_at_eos,
+        "skip_idle_rows": args.skip_idle_rows,
+        "temperature": args.temperature,
+        "lr": args.lr,
         "micro_batch_size": args.micro_batch_size,
         "steps": args.steps,
         "warmup": args.warmup,
@@ -307,7 +287,7 @@ def summarize(
             "transformers": transformers.__version__,
             "trl": trl.__version__,
         },
-        "sides": results,
+        "sides": {"rlvr": side(rlvr), "trl": side(trl_)},
         "speedup": statistics.median(paired),
         "speedup_min": min(paired),
         "speedup_max": max(paired),
@@ -321,75 +301,36 @@ def report(summary: dict[str, Any]) -> None:
     """The readable table."""
     s = summary
     print(
-        f"{s['model']} on cpu ({s['threads']} threads): {s['prompts']} prompts x n={s['n']} = {s['sequences']} "
-        f"sequences x {s['max_new_tokens']} new tokens{' (stop at eos)' if s['stop_at_eos'] else ''}, "
-        f"micro-batch {s['micro_batch_size']}, median of {s['steps']} steps each after {s['warmup']} warm-up, "
-        "alternating"
+        f"{s['model']} on cpu ({s['threads']} threads, {s['dtype']}): {s['prompts']} prompts x n={s['n']} = "
+        f"{s['sequences']} sequences x {s['max_new_tokens']} new tokens"
+        f"{' (stop at eos)' if s['stop_at_eos'] else ''}, micro-batch {s['micro_batch_size']}, rlvr skips idle "
+        f"rows: {'yes' if s['skip_idle_rows'] else 'no'}; median of {s['steps']} steps each after {s['warmup']} "
+        "warm-up, alternating"
     )
-    print(
-        f"{'side':6} {'s/step':>8} {'min':>8} {'max':>8} {'tokens':>8} {'generate s':>11} {'reward s':>9} "
-        f"{'rest s':>8}"
-    )
+    columns = ("s/step", "min", "max", "tokens", "correct", "generate", "reward", "logprob", "update")
+    print(f"{'side':6}" + "".join(f"{c:>9}" for c in columns))
     for name, r in s["sides"].items():
-        print(
-            f"{name:6} {r['seconds']:8.3f} {r['seconds_min']:8.3f} {r['seconds_max']:8.3f} "
-            f"{r['tokens']:8.0f} {r['generate_s']:11.3f} {r['reward_s']:9.3f} {r['rest_s']:8.3f}"
-        )
+        keys = ("seconds", "seconds_min", "seconds_max", "tokens", "correct", *(f"{p}_s" for p in PHASES))
+        print(f"{name:6}" + "".join(f"{r[k]:9.0f}" if k == "tokens" else f"{r[k]:9.3f}" for k in keys))
+    idle = s["sides"]["rlvr"]["groups_idle"]
+    done = "skipped by rlvr, computed by TRL" if s["skip_idle_rows"] else "computed by both"
+    print(f"groups scored all-equal (advantage 0) on rlvr's side: {idle:.0%} median, {done}")
     print(
         f"trl / rlvr: {s['speedup']:.2f}x per step (median of paired steps; {s['speedup_min']:.2f}-"
         f"{s['speedup_max']:.2f}x); target >= {TARGET:.0f}x: {'met' if s['meets_target'] else 'NOT met'}"
     )
 
 
-def alternate(rlvr: Trainer, stage: Stage, runs: list[dict[str, Any]], trl_seconds: list[float]) -> Any:
-    """A TRL callback: at the end of each TRL optimizer step, time it, then run and time one rlvr step."""
-    from transformers import TrainerCallback
-
-    class Alternate(TrainerCallback):
-        resume = 0.0
-
-        def on_train_begin(self, *_: Any, **__: Any) -> None:
-            self.resume = time.perf_counter()
-
-        def on_step_end(self, *_: Any, **__: Any) -> None:
-            trl_seconds.append(time.perf_counter() - self.resume)
-            start = time.perf_counter()
-            metrics = rlvr._step(stage)
-            rlvr.step += 1
-            rlvr.stage_step += 1
-            metrics["time/step"] = time.perf_counter() - start
-            metrics["tokens"] = round(
-                metrics["train/response_length"] * metrics["train/groups_sampled"] * stage.n
-            )
-            runs.append(metrics)
-            self.resume = time.perf_counter()
-
-    return Alternate()
-
-
-def side(
-    seconds: list[float], tokens: list[float], generate_s: list[float], reward_s: list[float]
-) -> dict[str, float]:
-    """Medians over the timed steps; `rest_s` is everything but generation and reward (the update above all)."""
-    return {
-        "seconds": statistics.median(seconds),
-        "seconds_min": min(seconds),
-        "seconds_max": max(seconds),
-        "tokens": statistics.median(tokens),
-        "generate_s": statistics.median(generate_s),
-        "reward_s": statistics.median(reward_s),
-        "rest_s": statistics.median(s - g - r for s, g, r in zip(seconds, generate_s, reward_s, strict=True)),
-    }
-
-
-def quiet() -> None:
-    """TRL and transformers warn about experimental features and CPU settings on every run."""
-    warnings.filterwarnings("ignore")
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    for name in ("trl", "accelerate", "datasets"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+def side(figures: dict[str, list[float]]) -> dict[str, float]:
+    """Medians over the timed steps, each figure on its own (the phases need not sum to the median step);
+    `rest_s` is everything but generation and reward."""
+    seconds = figures["seconds"]
+    out = {key: statistics.median(values) for key, values in figures.items()}
+    out["seconds_min"], out["seconds_max"] = min(seconds), max(seconds)
+    out["rest_s"] = statistics.median(
+        s - g - r for s, g, r in zip(seconds, figures["generate_s"], figures["reward_s"], strict=True)
+    )
+    return out
 
 
 if __name__ == "__main__":
