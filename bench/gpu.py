@@ -111,7 +111,7 @@ def sync(device: str) -> None:
 def build(sizes: Sizes, dtype: str) -> tuple[Any, Any]:
     """The model (eval mode, on the device, parameters in `dtype`) and a tokenizer covering its vocabulary."""
     args = argparse.Namespace(model_shape=sizes.model_shape, arch="qwen2", device=sizes.device, dtype=dtype)
-    return rollout_bench.build(args)
+    return rollout_bench.synthetic(args)
 
 
 def chat_prompts(tokenizer: Any, count: int) -> list[str]:
@@ -169,8 +169,8 @@ def decode(sizes: Sizes, args: argparse.Namespace) -> dict[str, Any]:
         seconds = time.perf_counter() - start
         tokens = sum(len(r.completion_ids) for r in rollouts)
         prompt_tokens = [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
-        roof = argparse.Namespace(max_new_tokens=sizes.decode_new_tokens, n=n, peak_gbps=args.peak_gbps)
-        reads = rollout_bench.bandwidth(model, prompt_tokens, roof, seconds)
+        roof = argparse.Namespace(max_new_tokens=sizes.decode_new_tokens, n=n)
+        reads = rollout_bench.bandwidth(model, prompt_tokens, roof, seconds, args.peak_gbps)
         out[f"batch_{len(rollouts)}"] = {
             "tokens_per_s": tokens / seconds,
             "seconds": seconds,
