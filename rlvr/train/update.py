@@ -164,9 +164,8 @@ def update(
         "train/skipped": float(skipped),
         "train/rows_idle": idle_rows / max(all_rows, 1.0),  # loss identically 0: no forward, no backward
     }
-    if (
-        gap_n
-    ):  # the engine's sampling log-probs against the trainer's, over the first running mini-batch's tokens
+    # the engine's sampling log-probs against the trainer's, over the first running mini-batch's tokens
+    if gap_n:
         metrics["train/logp_gap_max"] = distributed.all_max(gap[0], world.device)
         metrics["train/logp_gap_mean"] = gap_sum / gap_n
     if critic is not None:
