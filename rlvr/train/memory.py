@@ -9,6 +9,8 @@ reset between phases through /proc/self/clear_refs), the allocator's peak on a G
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +47,21 @@ def peak_bytes(device: torch.device) -> int:
     except OSError:
         pass
     return 0
+
+
+def release_freed() -> bool:
+    """Hand memory the process has freed back to the system (glibc's malloc_trim): glibc keeps freed heap pages,
+    so without it the resident set after an update stays near the update's peak through the next step's rollout,
+    and the next update's peak lands on top. False where there is no glibc."""
+    name = ctypes.util.find_library("c")
+    try:
+        trim = ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):
+        trim = None
+    if trim is None:
+        return False
+    trim(0)
+    return True
 
 
 @contextlib.contextmanager

@@ -48,7 +48,7 @@ from rlvr.train.experience import (
     summarize,
     write_samples,
 )
-from rlvr.train.memory import phase_peak
+from rlvr.train.memory import phase_peak, release_freed
 from rlvr.train.metrics import MetricsLog
 from rlvr.train.optim import adamw, lr_at, set_lr
 from rlvr.train.prepare import batch_advantages, engine_old_logp, prepare
@@ -250,6 +250,8 @@ class Trainer:
             if hasattr(self.engine, "load_weights"):  # vLLM holds its own copy of the weights
                 with sharding.gathered(self.policy):
                     self.engine.load_weights(self.model.named_parameters())
+            del experience
+            release_freed()  # the update's activations, before the next rollout
         t3 = time.time()
         tokens = sum(len(r.completion_ids) for g in sampled for r in g.rollouts)  # this process's
         metrics.update(
