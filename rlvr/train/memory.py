@@ -11,9 +11,11 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -51,17 +53,23 @@ def peak_bytes(device: torch.device) -> int:
 
 def release_freed() -> bool:
     """Hand memory the process has freed back to the system (glibc's malloc_trim): glibc keeps freed heap pages,
-    so without it the resident set after an update stays near the update's peak through the next step's rollout,
-    and the next update's peak lands on top. False where there is no glibc."""
-    name = ctypes.util.find_library("c")
-    try:
-        trim = ctypes.CDLL(name).malloc_trim if name else None
-    except (OSError, AttributeError):
-        trim = None
+    so without it the resident set after an update stays near the update's peak through the next step's rollout
+    (SmolLM2-135M GRPO, step 3: 5.2 GB in the rollout, 3.5 GB with it). False where there is no glibc."""
+    trim = malloc_trim()
     if trim is None:
         return False
     trim(0)
     return True
+
+
+@functools.cache
+def malloc_trim() -> Any:
+    """glibc's malloc_trim, looked up once (find_library may run ldconfig), or None."""
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):
+        return None
 
 
 @contextlib.contextmanager
