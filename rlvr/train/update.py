@@ -132,23 +132,11 @@ def update(
             float(v) for v in (stats.tokens, stats.clip_low, stats.clip_high, stats.dual_clip, stats.ppo_kl)
         ]
     )
-    (
-        loss_sum,
-        kl,
-        entropy,
-        tokens,
-        clip_tokens,
-        low,
-        high,
-        dual,
-        ppo_kl,
-        idle_rows,
-        all_rows,
-        gap_sum,
-        gap_n,
-    ) = distributed.all_sum(
-        [sums["loss"], sums["kl"], sums["entropy"], sums["tokens"], *clip, idle, len(experience), *gap[1:]],
-        world.device,
+    loss_sum, kl, entropy, tokens, clip_tokens, low, high, dual, ppo_kl, idle_rows, all_rows = (
+        distributed.all_sum(
+            [sums["loss"], sums["kl"], sums["entropy"], sums["tokens"], *clip, idle, len(experience)],
+            world.device,
+        )
     )
     tokens, clip_tokens = max(tokens, 1.0), max(clip_tokens, 1.0)
     metrics = {
@@ -164,25 +152,37 @@ def update(
         "train/skipped": float(skipped),
         "train/rows_idle": idle_rows / max(all_rows, 1.0),  # loss identically 0: no forward, no backward
     }
-    # the engine's sampling log-probs against the trainer's, over the first running mini-batch's tokens
-    if gap_n:
-        metrics["train/logp_gap_max"] = distributed.all_max(gap[0], world.device)
-        metrics["train/logp_gap_mean"] = gap_sum / gap_n
+    metrics.update(gap_metrics(gap, world))
     if critic is not None:
-        value_sum, clipped_sum, valid = distributed.all_sum(
-            [critic_sums["loss"], critic_sums["clipped"], critic_sums["tokens"]], world.device
-        )
-        steps = max(critic_sums["steps"], 1.0)
-        metrics.update(
-            {
-                "critic/value_loss": value_sum / steps,
-                "critic/clip_frac": clipped_sum / max(valid, 1.0),
-                "critic/grad_norm": critic_sums["grad_norm"] / steps,
-                "critic/lr": critic.optimizer.param_groups[0]["lr"],
-                "train/policy_trained": float(train_policy),
-            }
-        )
+        metrics.update(critic_metrics(critic, critic_sums, world))
+        metrics["train/policy_trained"] = float(train_policy)
     return metrics
+
+
+def gap_metrics(gap: list[float], world: World) -> dict[str, float]:
+    """The engine's sampling log-probs against the trainer's over the first running mini-batch's tokens (`gap`:
+    max |Δ|, Σ |Δ|, tokens on this process); none when no row carried the engine's."""
+    total, tokens = distributed.all_sum(gap[1:], world.device)
+    if not tokens:
+        return {}
+    return {
+        "train/logp_gap_max": distributed.all_max(gap[0], world.device),
+        "train/logp_gap_mean": total / tokens,
+    }
+
+
+def critic_metrics(critic: Critic, sums: dict[str, float], world: World) -> dict[str, float]:
+    """The critic's value loss, clip fraction, gradient norm and lr over the update's optimizer steps."""
+    value_sum, clipped_sum, valid = distributed.all_sum(
+        [sums["loss"], sums["clipped"], sums["tokens"]], world.device
+    )
+    steps = max(sums["steps"], 1.0)
+    return {
+        "critic/value_loss": value_sum / steps,
+        "critic/clip_frac": clipped_sum / max(valid, 1.0),
+        "critic/grad_norm": sums["grad_norm"] / steps,
+        "critic/lr": critic.optimizer.param_groups[0]["lr"],
+    }
 
 
 def completion_logprobs(
