@@ -59,7 +59,9 @@ from rlvr.train.update import update
 def run(config: RLConfig, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
     world = distributed.init(config.device)
     try:
-        return Trainer(config, world, resume=resume, progress=progress).train()
+        figures = Trainer(config, world, resume=resume, progress=progress).train()
+        distributed.barrier()  # no process closes its links while another still uses them
+        return figures
     finally:
         distributed.shutdown()
 

@@ -121,7 +121,9 @@ def run(config: SFTConfig, *, resume: bool = False, progress: bool = True) -> di
     """Train; returns the final figures (the last train loss, held-out loss and accuracy, time)."""
     world = distributed.init(config.device)
     try:
-        return _run(config, world, resume=resume, progress=progress)
+        figures = _run(config, world, resume=resume, progress=progress)
+        distributed.barrier()  # no process closes its links while another still uses them
+        return figures
     finally:
         distributed.shutdown()
 
