@@ -115,15 +115,17 @@ def test_rl_keeps_policy_reference_and_critic_in_param_dtype(tmp_path):
             assert {p.dtype for p in module.parameters()} == {want}
 
 
-def test_stored_old_logprobs_give_ratio_one_under_bf16_until_the_first_step(monkeypatch):
+@pytest.mark.parametrize(
+    ("share", "micro"),
+    [("true", [[[0, 2], [3]], [[5, 6], [8, 9]]]), ("false", [[[0, 2], [3]], [[9, 5], [8, 6]]])],
+)
+def test_stored_old_logprobs_give_ratio_one_under_bf16_until_the_first_step(monkeypatch, share, micro):
     """lr 0 (the policy never moves), two mini-batches, rows of mixed lengths, some idle (advantage 0, left out
     of the forwards): under bf16 autocast every micro-batch's log-probs equal the stored old ones bitwise, which
-    they do only when both were computed over the same micro-batches (`batches.forward_order`)."""
-    config = load_config(
-        RLConfig,
-        None,
-        ["model=tiny", "dtype=bfloat16", "mini_batches=2", "micro_batch_size=2", "lr=0.0", "temperature=0.7"],
-    )
+    they do only when both were computed over the same micro-batches (`batches.forward_order`): rows as they come
+    with shared prompts, shortest first when padded."""
+    overrides = ["model=tiny", "dtype=bfloat16", "mini_batches=2", "micro_batch_size=2", "lr=0.0"]
+    config = load_config(RLConfig, None, [*overrides, "temperature=0.7", f"share_prompts={share}"])
     model, _ = build_model(config, None, CPU, precision.param_dtype(config))
     policy = LogprobModel(model)
     g = torch.Generator().manual_seed(0)
@@ -139,7 +141,7 @@ def test_stored_old_logprobs_give_ratio_one_under_bf16_until_the_first_step(monk
         trained=[True] * len(lengths),
     )
     minis = layout(experience, config, sharded=False)
-    assert [m.micro for m in minis] == [[[0, 2], [3]], [[9, 5], [8, 6]]]  # the rows that run, shortest first
+    assert [m.micro for m in minis] == micro  # the rows that run
     update.store_logp(policy, experience, "old_logp", config, CPU)
     gaps: list[float] = []
     real = update.policy_loss
@@ -160,3 +162,24 @@ def test_stored_old_logprobs_give_ratio_one_under_bf16_until_the_first_step(monk
     metrics = update.update(policy, optimizer, experience, config, world, 64, 0)
     assert len(gaps) == 4 and gaps == [0.0] * 4
     assert metrics["train/ppo_kl"] == 0.0 and metrics["train/clip_low"] == metrics["train/clip_high"] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [({"avx512_bf16"}, "bfloat16"), ({"amx_bf16"}, "bfloat16"), ({"avx512f"}, "float32")],
+)
+def test_bf16_if_native_follows_the_cpu(monkeypatch, flags, expected):
+    """A real-model recipe's `bf16-if-native`: bf16 on a CPU that multiplies it natively, fp32 where bf16 would be
+    emulated (4.5x slower than fp32 on an AVX-512 Xeon without AVX512-BF16); resolved once, in the run's config."""
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset(flags))
+    cpu = torch.device("cpu")
+    config = precision.resolved(RLConfig(dtype="bf16-if-native", rollout_dtype="bf16-if-native"), cpu)
+    assert (config.dtype, config.rollout_dtype) == (expected, expected)
+    assert precision.compute_dtype("bf16-if-native", cpu) == getattr(torch, expected)
+    assert precision.resolved(SFTConfig(dtype="bf16-if-native"), cpu).dtype == expected
+    assert precision.resolved(RLConfig(), cpu) == RLConfig()  # auto stays auto: fp32 on any CPU
+
+
+def test_cpu_flags_are_read_from_cpuinfo():
+    flags = precision.cpu_flags()
+    assert not flags or "fpu" in flags  # Linux lists the x87 FPU first on x86; elsewhere nothing is read

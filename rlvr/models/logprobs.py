@@ -38,8 +38,18 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
+from rlvr.models import shared_attention
 from rlvr.models.families import LogitTransform, logit_transform
-from rlvr.models.packing import attention_mask_for, continues_sequence
+from rlvr.models.packing import (
+    attention_mask_for,
+    continues_sequence,
+    per_layer_type,
+    share_prompts,
+    shared_prompt_mask,
+    takes_4d_mask,
+)
+
+DENSE_LIMIT = 2**26  # elements of a dense shared-prompt mask (256 MB as eager's fp32): beyond, padded rows
 
 # "none": no entropy; "detached": entropy without gradient (logging); "grad": entropy the loss may differentiate.
 EntropyMode = Literal["none", "detached", "grad"]
@@ -201,6 +211,65 @@ def token_logprobs(
     return TokenLogprobs(logp=logp, entropy=ent, mask=mask)
 
 
+def shared_prompt_logprobs(
+    model: Any,
+    input_ids: Tensor,
+    attention_mask: Tensor,
+    prompt_lengths: Tensor,
+    *,
+    temperature: float = 1.0,
+    chunk_size: int = 1024,
+    entropy: EntropyMode = "detached",
+) -> TokenLogprobs:
+    """`token_logprobs` of right-padded rows (B, T) at their completion tokens (after `prompt_lengths` (B,)), with
+    each distinct prompt run once (`rlvr.models.packing.SharedPrompts`): the n responses of a GRPO group cost one
+    prompt instead of n. Same results and layout as `token_logprobs(..., target_mask=completion_mask(...))`, to
+    float rounding. Attention: `shared_attention` under sdpa; a dense (U, 1, L, L) mask under eager (softcapped
+    gemma2) while it holds at most DENSE_LIMIT elements; otherwise, and under flash kernels, every row padded
+    with its own copy of its prompt (`token_logprobs`)."""
+    lengths = attention_mask.sum(-1).tolist()
+    sequences = [input_ids[b, :n].tolist() for b, n in enumerate(lengths)]
+    shared = share_prompts(sequences, prompt_lengths.tolist())
+    device = input_ids.device
+    if not shared_attention.supported(model) and not (
+        takes_4d_mask(model) and shared.input_ids.numel() * shared.input_ids.shape[1] <= DENSE_LIMIT
+    ):  # a flash kernel takes no mask, and a dense one grows as L²: each row with its own prompt
+        target = completion_mask(attention_mask, prompt_lengths)
+        kwargs = {"temperature": temperature, "chunk_size": chunk_size, "entropy": entropy}
+        return token_logprobs(model, input_ids, attention_mask, target_mask=target, **kwargs)  # type: ignore[arg-type]
+    ids, positions = shared.input_ids.to(device), shared.position_ids.to(device)
+    decoder = model.get_decoder()
+    if shared_attention.supported(model):  # one SDPA call per prompt and per response, no (L, L) mask
+        with shared_attention.active(model):
+            out = decoder(
+                input_ids=ids,
+                position_ids=positions,
+                use_cache=False,
+                shared_spans=shared_attention.spans_of(shared.segment),
+            )
+    else:  # eager (softcapped) attention: the dense mask
+        masks = per_layer_type(
+            model, lambda dtype, window: shared_prompt_mask(shared, dtype, window).to(device)
+        )
+        out = decoder(input_ids=ids, attention_mask=masks, position_ids=positions, use_cache=False)
+    hidden = out.last_hidden_state  # (U, L, H)
+    head = model.get_output_embeddings()
+    transform = logit_transform(model.config)
+    logp_flat, ent_flat = head_logprobs(
+        hidden.reshape(-1, hidden.shape[-1])[shared.predictor.to(device)],
+        head.weight,
+        shared.targets.to(device),
+        bias=head.bias,
+        temperature=temperature,
+        chunk_size=chunk_size,
+        entropy=entropy,
+        transform=None if transform.identity else transform,
+    )
+    mask = completion_mask(attention_mask, prompt_lengths.to(device))  # (B, T), row by row as the targets
+    ent = None if ent_flat is None else _scatter(ent_flat, mask)
+    return TokenLogprobs(logp=_scatter(logp_flat, mask), entropy=ent, mask=mask)
+
+
 class LogprobModel(torch.nn.Module):
     """`token_logprobs` of a causal LM as a module's forward, so that a wrapper acting in forward sees the call:
     FSDP's root unit (embeddings, final norm, LM head; `rlvr.train.sharding`) gathers its parameters there and
@@ -215,8 +284,16 @@ class LogprobModel(torch.nn.Module):
         input_ids: Tensor,
         attention_mask: Tensor | None = None,
         position_ids: Tensor | None = None,
+        prompt_lengths: Tensor | None = None,
         **kwargs: Any,
     ) -> TokenLogprobs:
+        """`token_logprobs`; with `prompt_lengths` (right-padded rows, completions wanted), `shared_prompt_logprobs`."""
+        if prompt_lengths is not None:
+            if attention_mask is None or position_ids is not None or "target_mask" in kwargs:
+                raise ValueError(
+                    "prompt_lengths takes right-padded rows: an attention mask, no positions, no target"
+                )
+            return shared_prompt_logprobs(self.lm, input_ids, attention_mask, prompt_lengths, **kwargs)
         return token_logprobs(self.lm, input_ids, attention_mask, position_ids, **kwargs)
 
 

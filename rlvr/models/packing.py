@@ -23,7 +23,7 @@ This module knows token ids and shapes only; log-probs live in `rlvr.models.logp
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,16 +114,104 @@ def packed_attention_mask(
 def attention_mask_for(model: Any, position_ids: Tensor) -> Tensor | dict[str, Tensor] | None:
     """The mask a packed row needs for `model`'s attention implementation (None: let position_ids speak): one
     mask, or {layer type: mask} when full and sliding-window layers mix."""
-    impl = getattr(model.config, "_attn_implementation", "sdpa")
-    if impl not in ("sdpa", "eager"):
+    if not takes_4d_mask(model):
         # flash_attention_2/3, flex_attention: transformers builds varlen attention / a BlockMask from
         # position_ids, and applies each layer's window itself.
         return None
-    dtype = None if impl == "sdpa" else model.dtype
+    return per_layer_type(model, lambda dtype, window: packed_attention_mask(position_ids, dtype, window))
+
+
+def takes_4d_mask(model: Any) -> bool:
+    """Whether `model`'s attention implementation takes a 4D mask as is (sdpa, eager; not the flash kernels)."""
+    return getattr(model.config, "_attn_implementation", "sdpa") in ("sdpa", "eager")
+
+
+def per_layer_type(
+    model: Any, build: Callable[[torch.dtype | None, int | None], Tensor]
+) -> Tensor | dict[str, Tensor]:
+    """`build(dtype, window)` in the form `model`'s implementation takes (bool for sdpa, additive in the model's
+    dtype for eager), once per distinct window: one mask, or {layer type: mask} when full and sliding mix."""
+    dtype = None if model.config._attn_implementation == "sdpa" else model.dtype
     windows = set(layer_windows(model.config))
     if len(windows) == 1:
-        return packed_attention_mask(position_ids, dtype, window=windows.pop())
+        return build(dtype, windows.pop())
     return {
-        "full_attention": packed_attention_mask(position_ids, dtype),
-        "sliding_attention": packed_attention_mask(position_ids, dtype, window=model.config.sliding_window),
+        "full_attention": build(dtype, None),
+        "sliding_attention": build(dtype, model.config.sliding_window),
     }
+
+
+@dataclass(frozen=True, slots=True)
+class SharedPrompts:
+    """Responses that share a prompt, packed with one copy of it: row u of (U, L) is a distinct prompt, then each
+    of its responses (right-padded). A response's positions continue from its prompt's length, and it sees the
+    prompt and its own earlier tokens only (`shared_prompt_mask`): each response's log-probs are those of the
+    sequence prompt + response run alone, while the prompt's tokens run once instead of once per response."""
+
+    input_ids: Tensor  # (U, L) long
+    position_ids: Tensor  # (U, L) long
+    segment: Tensor  # (U, L) long: 0 the prompt, i >= 1 the row's i-th response, -1 padding
+    predictor: Tensor  # (N,) long, flat index into (U*L) of the state that predicts each response token
+    targets: Tensor  # (N,) long, the response tokens, the input sequences' in order
+
+
+def share_prompts(sequences: Sequence[Sequence[int]], prompt_lengths: Sequence[int]) -> SharedPrompts:
+    """Pack `sequences` (prompt + response; the first `prompt_lengths[i]` tokens are prompt, at least 1) with one
+    copy of each distinct prompt. The targets list every response token, sequence by sequence."""
+    rows: dict[tuple[int, ...], list[int]] = {}  # prompt -> the row's tokens
+    segments: dict[tuple[int, ...], list[int]] = {}
+    positions: dict[tuple[int, ...], list[int]] = {}
+    where: list[tuple[tuple[int, ...], int]] = []  # each sequence's prompt and where its response starts
+    for seq, p in zip(sequences, prompt_lengths, strict=True):
+        if not 1 <= p <= len(seq):
+            raise ValueError("each prompt length must be in [1, len(sequence)]")
+        prompt = tuple(seq[:p])
+        if prompt not in rows:
+            rows[prompt], segments[prompt], positions[prompt] = list(prompt), [0] * p, list(range(p))
+        where.append((prompt, len(rows[prompt])))
+        response = list(seq[p:])
+        segments[prompt] += [max(segments[prompt]) + 1] * len(response)
+        positions[prompt] += range(p, p + len(response))
+        rows[prompt] += response
+    order = {prompt: u for u, prompt in enumerate(rows)}
+    L = max(len(r) for r in rows.values())
+    ids = torch.zeros((len(rows), L), dtype=torch.long)
+    pos = torch.zeros((len(rows), L), dtype=torch.long)
+    seg = torch.full((len(rows), L), -1, dtype=torch.long)
+    for prompt, u in order.items():
+        n = len(rows[prompt])
+        ids[u, :n], pos[u, :n], seg[u, :n] = (
+            torch.tensor(x) for x in (rows[prompt], positions[prompt], segments[prompt])
+        )
+    predictor, targets = [], []
+    for seq, p, (prompt, start) in zip(sequences, prompt_lengths, where, strict=True):
+        base = order[prompt] * L
+        for j in range(
+            len(seq) - p
+        ):  # response token j: predicted by the prompt's last token, then token j - 1
+            predictor.append(base + (p - 1 if j == 0 else start + j - 1))
+            targets.append(seq[p + j])
+    return SharedPrompts(
+        ids, pos, seg, torch.tensor(predictor, dtype=torch.long), torch.tensor(targets, dtype=torch.long)
+    )
+
+
+def shared_prompt_mask(
+    shared: SharedPrompts, dtype: torch.dtype | None = None, window: int | None = None
+) -> Tensor:
+    """(U, 1, L, L) mask of a `SharedPrompts` layout: the prompt is causal, a response sees the prompt and its own
+    earlier tokens (padding sees itself and what came before it: no query row is fully masked). Forms and
+    `window` (in positions) as `packed_attention_mask`."""
+    seg, pos = shared.segment, shared.position_ids
+    L = seg.shape[-1]
+    idx = torch.arange(L, device=seg.device)
+    causal = idx[:, None] >= idx[None, :]  # (L, L) query at or after key
+    visible = (seg[:, :, None] == seg[:, None, :]) | (seg[:, None, :] == 0)  # (U, L, L)
+    allowed = causal & visible
+    if window is not None:
+        allowed &= (pos[:, :, None] - pos[:, None, :]) < window
+    allowed = allowed[:, None]  # (U, 1, L, L)
+    if dtype is None:
+        return allowed
+    zero = torch.zeros((), dtype=dtype, device=seg.device)
+    return torch.where(allowed, zero, torch.finfo(dtype).min)

@@ -21,7 +21,7 @@ def local_engine(
     "float32" from a copy in that dtype, refreshed from `model` before every `generate` (`rlvr.rollout.cast`)."""
     import torch
 
-    if dtype not in ("auto", "float32", "bfloat16"):
+    if dtype not in ("auto", "float32", "bfloat16"):  # bf16-if-native is resolved by the trainer
         raise ValueError(f"rollout dtype must be auto, float32 or bfloat16, not {dtype!r}")
     if dtype != "auto" and getattr(torch, dtype) != next(model.parameters()).dtype:
         from rlvr.rollout.cast import CastEngine

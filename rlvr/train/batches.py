@@ -24,29 +24,36 @@ class MiniBatch:
 
 
 def layout(experience: Experience, config: RLConfig, sharded: bool) -> list[MiniBatch]:
-    """The update's `config.mini_batches` mini-batches of consecutive rows, and their micro-batches: the rows that
-    run, shortest first, so that each micro-batch pads its rows to a length near their own (responses of 10 to
-    128 tokens in one step padded in arrival order waste about a third of the update's tokens). The order within
-    a mini-batch changes no gradient: its loss is one sum over all its rows, normalised once."""
+    """The update's `config.mini_batches` mini-batches of consecutive rows, and their micro-batches of the rows that
+    run (`ordered`): a group's rows together, so that they share one copy of their prompt, or shortest first
+    without `share_prompts`, so that each micro-batch pads its rows to a length near their own (responses of 10
+    to 128 tokens in one step padded in arrival order waste about a third of the update's tokens). The order
+    within a mini-batch changes no gradient: its loss is one sum over all its rows, normalised once."""
     idle = zero_loss_rows(experience, config, sharded)
     per_mini = math.ceil(len(experience) / config.mini_batches)
     out = []
     for m in range(config.mini_batches):
         rows = list(range(m * per_mini, min((m + 1) * per_mini, len(experience))))
-        run = sorted((i for i in rows if i not in idle), key=lambda i: len(experience.sequences[i]))
+        run = ordered([i for i in rows if i not in idle], experience, config)
         out.append(MiniBatch(rows, chunks(run, config.micro_batch_size)))
     return out
 
 
 def forward_order(experience: Experience, config: RLConfig, sharded: bool) -> list[list[int]]:
     """Every row once, in batches: the update's micro-batches (`layout`), then the idle rows `micro_batch_size`
-    at a time, shortest first."""
+    at a time (`ordered`)."""
     runs = [mb for mini in layout(experience, config, sharded) for mb in mini.micro]
     ran = {i for mb in runs for i in mb}
-    idle = sorted(
-        (i for i in range(len(experience)) if i not in ran), key=lambda i: len(experience.sequences[i])
-    )
+    idle = ordered([i for i in range(len(experience)) if i not in ran], experience, config)
     return runs + chunks(idle, config.micro_batch_size)
+
+
+def ordered(index: list[int], experience: Experience, config: RLConfig) -> list[int]:
+    """Rows in the order micro-batches take them: as they come (a group's responses together, one copy of their
+    prompt, `share_prompts`), or shortest first (padded rows)."""
+    if config.share_prompts:
+        return index
+    return sorted(index, key=lambda i: len(experience.sequences[i]))
 
 
 def zero_loss_rows(experience: Experience, config: RLConfig, sharded: bool) -> set[int]:

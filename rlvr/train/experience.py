@@ -151,7 +151,7 @@ class Experience:
 
     def rows(self, index: Sequence[int], device: torch.device, stored: bool = True) -> dict[str, Tensor]:
         """Right-padded tensors of rows `index`: input_ids, attention_mask (b, T); completion, loss_mask (b, T)
-        bool; advantages (b,); and when `stored`, each `per_token` entry as (b, T) float32, 0 off the completion
+        bool; advantages, prompt_lengths (b,); and when `stored`, each `per_token` entry as (b, T) float32, 0 off the completion
         (stored token-level "advantages" replace the outcome ones)."""
         seqs = [self.sequences[i] for i in index]
         T = max(len(s) for s in seqs)
@@ -168,6 +168,7 @@ class Experience:
             "completion": completion.to(device),
             "loss_mask": (completion & trained).to(device),
             "advantages": self.advantages[list(index)].to(device),
+            "prompt_lengths": torch.tensor([self.prompt_lens[i] for i in index], device=device),
         }
         for name, store in self.per_token.items() if stored else ():
             values = torch.zeros((len(seqs), T), dtype=torch.float32)

@@ -10,6 +10,7 @@ import math
 from typing import Any, Literal
 
 import torch
+from torch.distributed.tensor import DTensor
 
 Schedule = Literal["cosine", "linear", "constant"]
 
@@ -31,14 +32,17 @@ def lr_at(step: int, *, lr: float, total: int, warmup: int, schedule: Schedule, 
 
 
 def adamw(model: Any, *, lr: float, weight_decay: float, betas: tuple[float, float]) -> torch.optim.AdamW:
-    """AdamW with decay on matrices only (norm weights and biases are not decayed, as in torchtune and nanochat)."""
+    """AdamW with decay on matrices only (norm weights and biases are not decayed, as in torchtune and nanochat), fused."""
     decay: list[torch.nn.Parameter] = []
     no_decay: list[torch.nn.Parameter] = []
     for p in model.parameters():
         if p.requires_grad:
             (decay if p.ndim >= 2 else no_decay).append(p)
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=False, foreach=True)
+    # fused: one pass per tensor with no temporaries (foreach builds whole-model intermediates: ~1 GB more peak
+    # on SmolLM2-135M, and 4.6x slower on a CPU: 1.13 s vs 0.25 s a step); FSDP's sharded parameters take foreach
+    fused = not any(isinstance(p, DTensor) for p in decay + no_decay)
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused, foreach=not fused)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

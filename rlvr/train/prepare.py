@@ -24,7 +24,8 @@ def engine_old_logp(config: RLConfig, device: torch.device) -> bool:
     in-process from the very weights being trained at the trainer's precision (fp32)."""
     if config.old_logp != "auto":
         return config.old_logp == "engine"
-    in_process = config.engine != "vllm" and config.rollout_dtype == "auto" and config.sharding != "fsdp"
+    own_weights = config.rollout_dtype in ("auto", config.param_dtype)  # no copy in another dtype
+    in_process = config.engine != "vllm" and own_weights and config.sharding != "fsdp"
     return in_process and precision.compute_dtype(config.dtype, device) == torch.float32
 
 

@@ -75,6 +75,7 @@ class Trainer:
 
     def __init__(self, config: RLConfig, world: World, *, resume: bool, progress: bool) -> None:
         check(config, world.size)
+        config = precision.resolved(config, world.device)
         self.config, self.world, self.progress = config, world, progress
         self.run_dir = Path(config.out_dir)
         last = checkpoint.latest(self.run_dir)

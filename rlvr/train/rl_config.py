@@ -41,7 +41,8 @@ class RLConfig:
     engine: Literal["fast", "hf", "vllm"] = "fast"
     # the in-process engine samples from a copy in this dtype, synced before each step (auto: the policy's own);
     # bfloat16 decodes 2-2.5x faster than fp32 on CPUs with native bf16 (rlvr.rollout.cast)
-    rollout_dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    # (bf16-if-native: bfloat16 where the hardware has it, rlvr.train.precision)
+    rollout_dtype: Literal["auto", "float32", "bfloat16", "bf16-if-native"] = "auto"
     stages: list[Stage] = field(default_factory=lambda: [Stage(steps=100, max_new_tokens=64)])
     prompts_per_step: int = 32  # prompts per step, all processes together (groups after dynamic sampling)
     temperature: float = 1.0  # of the rollouts; log-probs in the loss use the same (logits / T, as verl)
@@ -51,6 +52,9 @@ class RLConfig:
     ppo_epochs: int = 1  # μ: passes over the batch
     micro_batch_size: int = 16  # responses per forward/backward on one process
     skip_idle_rows: bool = True  # rows whose loss is exactly 0 (advantage 0) skip the forward/backward
+    # each micro-batch runs a prompt once, packed with its responses (models.logprobs.shared_prompt_logprobs), and
+    # keeps a group's rows together; false: every row padded with its own copy, rows sorted by length
+    share_prompts: bool = True
     # π_old of an off-policy update (μ > 1 or mini_batches > 1): the engine's sampling log-probs (no forward), or a
     # recompute by the trainer; auto: the engine's when it samples in-process from the trained weights at the
     # trainer's precision (fp32), else recompute. Every step logs the gap between the two (train/logp_gap_*).
@@ -101,7 +105,8 @@ class RLConfig:
     reward_workers: int = 0  # processes for rewards (0: in the trainer process)
     seed: int = 0
     device: str = "auto"
-    dtype: precision.ComputeDtype = "auto"  # compute: bf16 autocast or fp32; auto: bf16 on a GPU with it
+    # compute: bf16 autocast or fp32; auto: bf16 on a GPU with it; bf16-if-native: also on a CPU with it
+    dtype: precision.ComputeDtype = "auto"
     param_dtype: precision.ParamDtype = "float32"  # weights, AdamW state; bfloat16 drops small updates
     gradient_checkpointing: bool = False
     sharding: Literal["none", "fsdp"] = "none"  # fsdp: FSDP2 over the processes (policy, critic, reference)

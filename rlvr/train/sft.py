@@ -129,6 +129,7 @@ def run(config: SFTConfig, *, resume: bool = False, progress: bool = True) -> di
 
 
 def _run(config: SFTConfig, world: World, *, resume: bool, progress: bool) -> dict[str, Any]:
+    config = precision.resolved(config, world.device)
     run_dir = Path(config.out_dir)
     last = checkpoint.latest(run_dir)
     if last is not None and not resume:

@@ -191,6 +191,14 @@ def completion_logprobs(
     """Log-probs of the rows' completion tokens at the rollouts' temperature (the distribution they were sampled
     from), under the config's compute precision (`rlvr.train.precision`)."""
     with precision.autocast(config.dtype, rows["input_ids"].device):
+        if config.share_prompts:
+            return model(
+                rows["input_ids"],
+                rows["attention_mask"],
+                prompt_lengths=rows["prompt_lengths"],
+                temperature=config.temperature,
+                entropy=entropy,
+            )
         return model(
             rows["input_ids"],
             rows["attention_mask"],
