@@ -34,8 +34,8 @@ default on the tiny model every sequence runs to max new tokens on both sides: r
 
 Per step, rlvr (`Trainer._step`): the next prompts in its seeded epoch order → FastEngine samples the n
 completions of each prompt (one prefill per prompt) → rewards in-process (the verifier runs twice per response:
-reward and correctness metric) → GRPO advantages → one forward + backward per micro-batch (right-padded rows, the
-LM head on completion tokens only) with token-mean aggregation over the whole step (no old-log-prob forward: μ = 1
+reward and correctness metric) → GRPO advantages → one forward + backward per micro-batch (a group's prompt once,
+packed with its responses: `share_prompts`; the LM head on completion tokens only) with token-mean aggregation over the whole step (no old-log-prob forward: μ = 1
 and one mini-batch, so the ratio is exactly 1; entropy computed detached for the metrics) → clip → AdamW.
 TRL (`GRPOTrainer`, loss_type "dapo": token-level, normalised by the step's active tokens, the same as rlvr's
 token-mean): `model.generate` on the prompt batch repeated n times (its default path; the continuous-batching
@@ -43,8 +43,8 @@ path took ~26 s a step on the tiny model) → decode → reward function (rlvr's
 micro-batch a forward (prompts left-padded, completions right-padded; log-probs and entropy) + backward; it too
 skips the old-log-prob forward (gradient_accumulation_steps is a multiple of steps_per_generation × num_iterations)
 and loads no reference model (β = 0) → clip → AdamW. Its per-micro-batch metrics (entropy, clip ratios) cost a few
-host syncs; logging, saving and reporting are off. Both optimizers are torch's AdamW (rlvr: foreach; TRL:
-"adamw_torch"). bench/rl_step_trl.py holds the TRL side.
+host syncs; logging, saving and reporting are off. Both optimizers are torch's AdamW (rlvr: fused; TRL:
+"adamw_torch", foreach). bench/rl_step_trl.py holds the TRL side.
 
 Timing: TRL's trainer runs the loop; a callback at the end of each TRL optimizer step runs one rlvr step, so the
 two alternate step by step and drift on a shared machine hits both. A TRL step is timed from the callback's return

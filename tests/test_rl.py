@@ -9,6 +9,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import warnings
@@ -153,6 +154,7 @@ STAGED = (
 
 def test_resumed_run_repeats_the_uninterrupted_one(digits, tmp_path):
     extra = (STAGED, "kl_coef=0.01", "dynamic_sampling=true", "skip_after=1", "save_every=1", "keep_last=10")
+    extra = (*extra, "checkpoint_optimizer=float32")  # bit-exact resume
     straight = trainer(config(digits, tmp_path / "a", *extra))
     straight.train()
     run_b = tmp_path / "b"
@@ -253,3 +255,31 @@ def test_a_stage_ends_early_on_a_plateau(digits, tmp_path):
     assert lengths[-2:] == [12, 12] and 3 <= lengths.count(8) < 40
     assert figures["steps"] == len(rows)
     assert checkpoint.latest(tmp_path / "run") == checkpoint.step_dir(tmp_path / "run", len(rows))
+
+
+def test_checkpoints_keep_adamw_moments_in_bf16_and_resume_widens_them(digits, tmp_path):
+    """The default compact checkpoint: moments in bf16 (half the bytes), restored as the parameters' fp32 at the
+    saved values' bf16 rounding; float32 keeps them whole (the bit-exact resume above)."""
+    extra = ("stages=[{steps: 2, max_new_tokens: 12, n: 8}]", "save_every=1", "keep_last=5")
+    trainer(config(digits, tmp_path / "exact", *extra, "checkpoint_optimizer=float32")).train()
+    trainer(config(digits, tmp_path / "compact", *extra)).train()
+    exact, compact = (
+        torch.load(checkpoint.step_dir(tmp_path / run, 1) / "trainer.pt", weights_only=False)["optimizer"][
+            "state"
+        ]
+        for run in ("exact", "compact")
+    )
+    moments = [(k, name) for k, entry in exact.items() for name in ("exp_avg", "exp_avg_sq")]
+    for k, name in moments:
+        assert exact[k][name].dtype == torch.float32 and compact[k][name].dtype == torch.bfloat16
+        assert torch.equal(compact[k][name], exact[k][name].to(torch.bfloat16))
+        assert torch.equal(compact[k]["step"], exact[k]["step"])
+    run = tmp_path / "compact"
+    for path in checkpoint.checkpoints(run)[1:]:
+        shutil.rmtree(path)
+    shutil.rmtree(run / "final")
+    resumed = trainer(config(digits, run, *extra), resume=True)
+    state = resumed.optimizer.state_dict()["state"]
+    for k, name in moments:
+        assert state[k][name].dtype == torch.float32
+        assert torch.equal(state[k][name], compact[k][name].float())

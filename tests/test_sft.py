@@ -138,7 +138,7 @@ def test_config_errors_name_the_key(tmp_path):
 def sft_args(data: Path, out: Path, *extra: str) -> list[str]:
     return [
         f"data={data}", "eval_data=null", f"out_dir={out}", "batch_size=8", "micro_batch_size=3",
-        "lr=3e-3", "warmup_steps=2", "max_length=64", *extra,
+        "lr=3e-3", "warmup_steps=2", "max_length=64", "checkpoint_optimizer=float32", *extra,
     ]  # fmt: skip
 
 

@@ -28,7 +28,7 @@ def train(digits: Path, out: Path, sharding: str, *extra: str) -> None:
         "-m", "rlvr", "train", "model=tiny", f"data={digits}", f"eval_data={digits}", "eval_problems=8",
         f"out_dir={out}", "prompts_per_step=8", "stages=[{steps: 3, max_new_tokens: 12, n: 4}]", "lr=1e-3",
         "critic_lr=1e-3", "advantage=gae", "kl_coef=0.01", "kl_in=reward", "mini_batches=2", "save_every=1",
-        "keep_last=5", f"sharding={sharding}", "--no-progress", *extra,
+        "keep_last=5", f"sharding={sharding}", "--no-progress", "checkpoint_optimizer=float32", *extra,
         "old_logp=recompute",  # as sharded runs do: under auto an unsharded one would take the engine's
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

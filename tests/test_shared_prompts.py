@@ -145,3 +145,16 @@ def test_under_bf16_autocast_close_to_padded() -> None:
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         shared, padded = both(model)
     assert (shared.logp - padded.logp).abs().max() < 0.05
+
+
+def test_gradient_checkpointing_takes_the_dense_mask() -> None:
+    """A checkpointed layer reruns its attention in backward, after `active` has switched it back: such a model
+    keeps the mask, which the rerun sees as well, and its gradients stay those of the padded rows."""
+    from rlvr.models import shared_attention
+    from rlvr.models.checkpoint import enable_gradient_checkpointing
+
+    model = build_tiny_model("llama", seed=1)
+    enable_gradient_checkpointing(model)  # as `gradient_checkpointing: true` does
+    model.train()
+    assert not shared_attention.supported(model)
+    test_gradients_equal(model)

@@ -51,8 +51,12 @@ def spans_of(segment: Tensor) -> Spans:
 
 
 def supported(model: Any) -> bool:
-    """Whether `model` runs its attention through SDPA (no softcap, no flash-only layout)."""
-    return getattr(model.config, "_attn_implementation", None) == "sdpa"
+    """Whether `model` runs its attention through SDPA (no softcap, no flash-only layout) and recomputes no layer
+    in backward: gradient checkpointing would rerun the attention after `active` has switched it back."""
+    sdpa = getattr(model.config, "_attn_implementation", None) == "sdpa"
+    name = "is_activation_checkpointing"  # transformers >= 5.x; is_gradient_checkpointing before (deprecated)
+    checkpointing = getattr(model, name if hasattr(type(model), name) else "is_gradient_checkpointing", False)
+    return sdpa and not checkpointing
 
 
 def _window_mask(queries: int, keys: int, prompt: int, window: int, device: torch.device) -> Tensor:

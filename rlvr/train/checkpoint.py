@@ -2,6 +2,11 @@
 Face format (loadable by transformers and vLLM as is), `trainer.pt` (optimizer state and the stage's own state:
 step, data position, whatever the trainer needs) and `rng-RANK.pt` per process (torch, CUDA and Python RNGs).
 
+The optimizer's moments are written in `optimizer_dtype` (`compact`): bfloat16 by default, half their float32
+size (SmolLM2-135M: AdamW's two moments 1.08 GB -> 0.54 GB, a step checkpoint 1.6 -> 1.1 GB). Loading casts them
+back to the parameters' dtype; a resumed run then differs from the uninterrupted one by that rounding at its first
+step (a moment's relative error <= 2^-9). float32 keeps them as they are: the resume is bit-exact.
+
 A checkpoint is written into `.step-NNNNNN.tmp` and renamed when every process has written its part, so a run
 killed mid-save leaves the previous checkpoints intact and no half-written one that `latest` would pick up. The
 newest `keep_last` are kept.
@@ -67,6 +72,7 @@ def save(
     world: World,
     keep_last: int,
     modules: dict[str, Any] | None = None,
+    optimizer_dtype: str = "bfloat16",
 ) -> Path:
     """Write checkpoint `step` (every process calls this; rank 0 writes the shared parts). `modules`: more models
     (e.g. the critic), each saved with its `save_pretrained` into the sub-directory named by its key."""
@@ -81,7 +87,7 @@ def save(
     modules = modules or {}
     weights = sharding.full_state(model)
     module_weights = {name: sharding.full_state(module) for name, module in modules.items()}
-    optimizer_state = sharding.optimizer_state(model, optimizer)
+    optimizer_state = compact(sharding.optimizer_state(model, optimizer), optimizer_dtype)
     if world.main:
         from transformers.utils import logging
 
@@ -101,6 +107,25 @@ def save(
             shutil.rmtree(old, ignore_errors=True)
     distributed.barrier()
     return final
+
+
+def compact(state: dict[str, Any], dtype: str | torch.dtype) -> dict[str, Any]:
+    """An optimizer state dict with its floating tensors (moments; not AdamW's step counts) in `dtype`."""
+    target = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+
+    def cast(value: Any) -> Any:
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and value.ndim > 0:
+            return value.to(target)
+        return value
+
+    per_param = {k: {name: cast(v) for name, v in entry.items()} for k, entry in state["state"].items()}
+    return {**state, "state": per_param}
+
+
+def widened(state: dict[str, Any], optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """A saved optimizer state with its moments back in the dtype of `optimizer`'s parameters (a sharded load
+    keeps the dtype it is given)."""
+    return compact(state, optimizer.param_groups[0]["params"][0].dtype)
 
 
 def save_model(model: Any, tokenizer: Any, path: Path, world: World) -> None:
@@ -129,9 +154,10 @@ def load(path: Path, optimizer: torch.optim.Optimizer, world: World, model: Any 
             f"{path}: written by {state['world_size']} processes, resumed with {world.size}; "
             "exact resume needs the same number"
         )
+    saved = widened(state.pop("optimizer"), optimizer)
     if model is None:
-        optimizer.load_state_dict(state.pop("optimizer"))
+        optimizer.load_state_dict(saved)
     else:
-        sharding.load_optimizer_state(model, optimizer, state.pop("optimizer"))
+        sharding.load_optimizer_state(model, optimizer, saved)
     set_rng_state(torch.load(path / f"rng-{world.rank}.pt", weights_only=False))
     return state

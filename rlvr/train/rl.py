@@ -51,7 +51,7 @@ from rlvr.train.experience import (
 from rlvr.train.memory import phase_peak, release_freed
 from rlvr.train.metrics import MetricsLog
 from rlvr.train.optim import adamw, lr_at, set_lr
-from rlvr.train.prepare import batch_advantages, engine_old_logp, prepare
+from rlvr.train.prepare import engine_old_logp, prepare
 from rlvr.train.rl_config import RLConfig, Stage, check
 from rlvr.train.update import update
 
@@ -119,9 +119,8 @@ class Trainer:
         if resume and last is not None:
             state = checkpoint.load(last, self.optimizer, world, model=self.model)
             if self.critic is not None:
-                sharding.load_optimizer_state(
-                    self.critic.model, self.critic.optimizer, state["critic_optimizer"]
-                )
+                saved = checkpoint.widened(state["critic_optimizer"], self.critic.optimizer)
+                sharding.load_optimizer_state(self.critic.model, self.critic.optimizer, saved)
             for key in STATE:
                 setattr(self, key, state[key])
             self.difficulty.history = state["difficulty"]["history"]
@@ -343,9 +342,6 @@ class Trainer:
         have = -int(distributed.all_max(-min(len(kept), need), world.device))
         return kept[:have], sampled, {"time/generate": t_gen, "time/reward": t_reward}
 
-    def _advantages(self, scores: torch.Tensor, index: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
-        return batch_advantages(self.config, self.world, self.critic is not None, scores, index, counts)
-
     def _update(self, experience: Experience) -> dict[str, Any]:
         c = self.config
         set_lr(self.optimizer, self._lr(c.lr))
@@ -425,12 +421,14 @@ class Trainer:
         state = {key: getattr(self, key) for key in STATE}
         state["difficulty"] = self.difficulty.state()
         modules = {}
+        dtype = self.config.checkpoint_optimizer
         if self.critic is not None:
-            state["critic_optimizer"] = sharding.optimizer_state(self.critic.model, self.critic.optimizer)
+            critic_state = sharding.optimizer_state(self.critic.model, self.critic.optimizer)
+            state["critic_optimizer"] = checkpoint.compact(critic_state, dtype)
             modules[CRITIC_DIR] = self.critic.model
         checkpoint.save(
             self.run_dir, self.step, model=self.model, tokenizer=self.tokenizer, optimizer=self.optimizer,
-            state=state, world=self.world, keep_last=self.config.keep_last, modules=modules,
+            state=state, world=self.world, keep_last=self.config.keep_last, modules=modules, optimizer_dtype=dtype,
         )  # fmt: skip
 
     def _track_plateau(self, accuracy: float) -> None:

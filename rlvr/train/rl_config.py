@@ -101,6 +101,8 @@ class RLConfig:
     eval_max_new_tokens: int = 0  # 0: the last stage's max_new_tokens
     save_every: int = 0  # steps between checkpoints (0: at the end only)
     keep_last: int = 2
+    # AdamW moments in step checkpoints: bfloat16 halves them (rlvr.train.checkpoint); float32: bit-exact resume
+    checkpoint_optimizer: Literal["bfloat16", "float32"] = "bfloat16"
     sample_every: int = 10  # steps between sample completions written to samples.jsonl (0: never)
     reward_workers: int = 0  # processes for rewards (0: in the trainer process)
     seed: int = 0

@@ -69,6 +69,7 @@ class SFTConfig:
     eval_max_new_tokens: int = 256
     save_every: int = 0  # steps between checkpoints (0: at the end only)
     keep_last: int = 2  # checkpoints kept
+    checkpoint_optimizer: Literal["bfloat16", "float32"] = "bfloat16"  # moments; float32: bit-exact resume
     log_every: int = 1  # steps between metrics records
     seed: int = 0  # data order
     device: str = "auto"  # auto: this process's GPU, else CPU
@@ -183,6 +184,7 @@ def _run(config: SFTConfig, world: World, *, resume: bool, progress: bool) -> di
         checkpoint.save(
             run_dir, step, model=model, tokenizer=tokenizer, optimizer=optimizer,
             state={"step": step, "consumed": consumed}, world=world, keep_last=config.keep_last,
+            optimizer_dtype=config.checkpoint_optimizer,
         )  # fmt: skip
 
     from tqdm import tqdm

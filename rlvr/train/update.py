@@ -190,21 +190,19 @@ def completion_logprobs(
 ) -> TokenLogprobs:
     """Log-probs of the rows' completion tokens at the rollouts' temperature (the distribution they were sampled
     from), under the config's compute precision (`rlvr.train.precision`)."""
+    # each prompt once, packed with its responses; or every row padded, its completion the target
+    shape = (
+        {"prompt_lengths": rows["prompt_lengths"]}
+        if config.share_prompts
+        else {"target_mask": rows["completion"]}
+    )
     with precision.autocast(config.dtype, rows["input_ids"].device):
-        if config.share_prompts:
-            return model(
-                rows["input_ids"],
-                rows["attention_mask"],
-                prompt_lengths=rows["prompt_lengths"],
-                temperature=config.temperature,
-                entropy=entropy,
-            )
         return model(
             rows["input_ids"],
             rows["attention_mask"],
-            target_mask=rows["completion"],
             temperature=config.temperature,
             entropy=entropy,
+            **shape,
         )
 
 
