@@ -30,6 +30,7 @@ def train(digits: Path, out: Path, sharding: str, *extra: str) -> None:
         "critic_lr=1e-3", "advantage=gae", "kl_coef=0.01", "kl_in=reward", "mini_batches=2", "save_every=1",
         "keep_last=5", f"sharding={sharding}", "--no-progress", "checkpoint_optimizer=float32", *extra,
         "old_logp=recompute",  # as sharded runs do: under auto an unsharded one would take the engine's
+        "fused_adamw=false",  # as sharded parameters do: fused rounds differently (rlvr.train.optim.adamw)
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
@@ -64,7 +65,9 @@ def test_fsdp_trains_like_the_unsharded_run_and_resumes_exactly(digits, tmp_path
     for ra, rb in zip(a, b, strict=True):
         assert ra.keys() == rb.keys()
         for key in ra:
-            assert abs(ra[key] - rb[key]) <= 1e-6 * max(1.0, abs(ra[key])), (ra["step"], key)
+            # a clip fraction counts tokens: rounding (~1e-7 here) may move one across the boundary (1/165)
+            tolerance = 0.01 if "clip" in key else 1e-6 * max(1.0, abs(ra[key]))
+            assert abs(ra[key] - rb[key]) <= tolerance, (ra["step"], key)
     assert_same_weights(plain / "final", sharded / "final")  # gathered whole, in the Hugging Face layout
     last = checkpoint.latest(sharded)
     assert last is not None

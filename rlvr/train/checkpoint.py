@@ -118,6 +118,8 @@ def compact(state: dict[str, Any], dtype: str | torch.dtype) -> dict[str, Any]:
             return value.to(target)
         return value
 
+    if "state" not in state:  # a sharded optimizer's gather leaves the other processes nothing to write
+        return state
     per_param = {k: {name: cast(v) for name, v in entry.items()} for k, entry in state["state"].items()}
     return {**state, "state": per_param}
 

@@ -58,7 +58,9 @@ class Critic:
 
     def new_optimizer(self) -> torch.optim.AdamW:
         c = self.config
-        return adamw(self.model, lr=c.critic_lr, weight_decay=c.weight_decay, betas=c.betas)
+        return adamw(
+            self.model, lr=c.critic_lr, weight_decay=c.weight_decay, betas=c.betas, fused=c.fused_adamw
+        )
 
     def values(self, rows: dict[str, torch.Tensor]) -> torch.Tensor:
         """(b, T) V of the state each token was chosen in (see `ValueModel.forward`)."""

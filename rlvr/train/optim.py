@@ -31,17 +31,23 @@ def lr_at(step: int, *, lr: float, total: int, warmup: int, schedule: Schedule, 
     return lr * (min_lr_ratio + (1 - min_lr_ratio) * decay)
 
 
-def adamw(model: Any, *, lr: float, weight_decay: float, betas: tuple[float, float]) -> torch.optim.AdamW:
-    """AdamW with decay on matrices only (norm weights and biases are not decayed, as in torchtune and nanochat), fused."""
+def adamw(
+    model: Any, *, lr: float, weight_decay: float, betas: tuple[float, float], fused: bool = True
+) -> torch.optim.AdamW:
+    """AdamW with decay on matrices only (norm weights and biases are not decayed, as in torchtune and nanochat).
+
+    fused: torch's fused kernel, one pass per tensor with no temporaries (foreach builds whole-model intermediates:
+    ~1 GB more peak on SmolLM2-135M, and it is 4.6x slower on a CPU: 1.13 s vs 0.25 s a step). FSDP's sharded
+    parameters (DTensors) always take foreach; the two differ in rounding (the fused CPU kernel's vector body and
+    scalar tail round differently, and a shard moves the tail), so a run compared bit for bit with a sharded one
+    sets it off."""
     decay: list[torch.nn.Parameter] = []
     no_decay: list[torch.nn.Parameter] = []
     for p in model.parameters():
         if p.requires_grad:
             (decay if p.ndim >= 2 else no_decay).append(p)
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    # fused: one pass per tensor with no temporaries (foreach builds whole-model intermediates: ~1 GB more peak
-    # on SmolLM2-135M, and 4.6x slower on a CPU: 1.13 s vs 0.25 s a step); FSDP's sharded parameters take foreach
-    fused = not any(isinstance(p, DTensor) for p in decay + no_decay)
+    fused = fused and not any(isinstance(p, DTensor) for p in decay + no_decay)
     return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused, foreach=not fused)
 
 

@@ -51,7 +51,7 @@ from rlvr.train.experience import (
 from rlvr.train.memory import phase_peak, release_freed
 from rlvr.train.metrics import MetricsLog
 from rlvr.train.optim import adamw, lr_at, set_lr
-from rlvr.train.prepare import engine_old_logp, prepare
+from rlvr.train.prepare import batch_advantages, engine_old_logp, prepare
 from rlvr.train.rl_config import RLConfig, Stage, check
 from rlvr.train.update import update
 
@@ -342,6 +342,9 @@ class Trainer:
         have = -int(distributed.all_max(-min(len(kept), need), world.device))
         return kept[:have], sampled, {"time/generate": t_gen, "time/reward": t_reward}
 
+    def _advantages(self, scores: torch.Tensor, index: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        return batch_advantages(self.config, self.world, self.critic is not None, scores, index, counts)
+
     def _update(self, experience: Experience) -> dict[str, Any]:
         c = self.config
         set_lr(self.optimizer, self._lr(c.lr))
@@ -382,7 +385,7 @@ class Trainer:
 
     def _optimizer(self) -> torch.optim.AdamW:
         c = self.config
-        return adamw(self.model, lr=c.lr, weight_decay=c.weight_decay, betas=c.betas)
+        return adamw(self.model, lr=c.lr, weight_decay=c.weight_decay, betas=c.betas, fused=c.fused_adamw)
 
     def _reference(self) -> LogprobModel:
         """The frozen reference: the policy's starting weights in the policy's parameter dtype, so that under the

@@ -92,6 +92,9 @@ class RLConfig:
     min_lr_ratio: float = 0.0
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
+    fused_adamw: bool = (
+        True  # torch's fused kernel (rlvr.train.optim); FSDP's sharded parameters take foreach
+    )
     max_grad_norm: float = 1.0
     max_bad_steps: int = 3  # consecutive non-finite steps before the run stops (each is skipped)
     eval_every: int = 0  # steps between held-out evaluations (0: only before and after)
