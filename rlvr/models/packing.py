@@ -170,7 +170,9 @@ def share_prompts(sequences: Sequence[Sequence[int]], prompt_lengths: Sequence[i
             rows[prompt], segments[prompt], positions[prompt] = list(prompt), [0] * p, list(range(p))
         where.append((prompt, len(rows[prompt])))
         response = list(seq[p:])
-        segments[prompt] += [max(segments[prompt]) + 1] * len(response)
+        segments[prompt] += [sum(q == prompt for q, _ in where)] * len(
+            response
+        )  # its response number, from 1
         positions[prompt] += range(p, p + len(response))
         rows[prompt] += response
     order = {prompt: u for u, prompt in enumerate(rows)}
@@ -183,14 +185,13 @@ def share_prompts(sequences: Sequence[Sequence[int]], prompt_lengths: Sequence[i
         ids[u, :n], pos[u, :n], seg[u, :n] = (
             torch.tensor(x) for x in (rows[prompt], positions[prompt], segments[prompt])
         )
-    predictor, targets = [], []
+    predictor: list[int] = []
+    targets: list[int] = []
     for seq, p, (prompt, start) in zip(sequences, prompt_lengths, where, strict=True):
+        # response token j is predicted by the prompt's last token (j = 0), then by response token j - 1
         base = order[prompt] * L
-        for j in range(
-            len(seq) - p
-        ):  # response token j: predicted by the prompt's last token, then token j - 1
-            predictor.append(base + (p - 1 if j == 0 else start + j - 1))
-            targets.append(seq[p + j])
+        predictor += [base + (p - 1 if j == 0 else start + j - 1) for j in range(len(seq) - p)]
+        targets += seq[p:]
     return SharedPrompts(
         ids, pos, seg, torch.tensor(predictor, dtype=torch.long), torch.tensor(targets, dtype=torch.long)
     )

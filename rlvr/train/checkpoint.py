@@ -111,6 +111,8 @@ def save(
 
 def compact(state: dict[str, Any], dtype: str | torch.dtype) -> dict[str, Any]:
     """An optimizer state dict with its floating tensors (moments; not AdamW's step counts) in `dtype`."""
+    if "state" not in state:  # a sharded optimizer's gather leaves the other processes nothing to write
+        return state
     target = getattr(torch, dtype) if isinstance(dtype, str) else dtype
 
     def cast(value: Any) -> Any:
@@ -118,8 +120,6 @@ def compact(state: dict[str, Any], dtype: str | torch.dtype) -> dict[str, Any]:
             return value.to(target)
         return value
 
-    if "state" not in state:  # a sharded optimizer's gather leaves the other processes nothing to write
-        return state
     per_param = {k: {name: cast(v) for name, v in entry.items()} for k, entry in state["state"].items()}
     return {**state, "state": per_param}
 

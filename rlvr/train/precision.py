@@ -48,11 +48,11 @@ from typing import Any, Literal, Protocol, TypeVar
 import torch
 
 ComputeDtype = Literal["auto", "float32", "bfloat16", "bf16-if-native"]
+ParamDtype = Literal["float32", "bfloat16"]
 NATIVE = "bf16-if-native"
 BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})  # /proc/cpuinfo flags of CPUs that multiply bf16 natively
 
 log = logging.getLogger(__name__)
-ParamDtype = Literal["float32", "bfloat16"]
 
 LR_WARNING = (
     "param_dtype=bfloat16: parameters and AdamW state are kept in bf16 (8 significant bits), so an update smaller "
