@@ -231,7 +231,8 @@ def shared_prompt_logprobs(
     sequences = [input_ids[b, :n].tolist() for b, n in enumerate(lengths)]
     shared = share_prompts(sequences, prompt_lengths.tolist())
     device = input_ids.device
-    if not shared_attention.supported(model) and not (
+    sdpa = shared_attention.supported(model)
+    if not sdpa and not (
         takes_4d_mask(model) and shared.input_ids.numel() * shared.input_ids.shape[1] <= DENSE_LIMIT
     ):  # a flash kernel takes no mask, and a dense one grows as L²: each row with its own prompt
         target = completion_mask(attention_mask, prompt_lengths)
@@ -239,13 +240,13 @@ def shared_prompt_logprobs(
         return token_logprobs(model, input_ids, attention_mask, target_mask=target, **kwargs)  # type: ignore[arg-type]
     ids, positions = shared.input_ids.to(device), shared.position_ids.to(device)
     decoder = model.get_decoder()
-    if shared_attention.supported(model):  # one SDPA call per prompt and per response, no (L, L) mask
+    if sdpa:  # one SDPA call per prompt and per response, no (L, L) mask
         with shared_attention.active(model):
             out = decoder(
                 input_ids=ids,
                 position_ids=positions,
                 use_cache=False,
-                shared_spans=shared_attention.spans_of(shared.segment),
+                shared_spans=shared.spans,
             )
     else:  # eager (softcapped) attention: the dense mask
         masks = per_layer_type(

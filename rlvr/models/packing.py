@@ -142,6 +142,15 @@ def per_layer_type(
 
 
 @dataclass(frozen=True, slots=True)
+class Spans:
+    """Where each row's pieces of a `SharedPrompts` layout lie: its prompt [0, prompt) and each (non-empty)
+    response's [start, end)."""
+
+    prompts: tuple[int, ...]  # (U,) prompt length per row
+    responses: tuple[tuple[tuple[int, int], ...], ...]  # per row, the responses' [start, end)
+
+
+@dataclass(frozen=True, slots=True)
 class SharedPrompts:
     """Responses that share a prompt, packed with one copy of it: row u of (U, L) is a distinct prompt, then each
     of its responses (right-padded). A response's positions continue from its prompt's length, and it sees the
@@ -153,6 +162,7 @@ class SharedPrompts:
     segment: Tensor  # (U, L) long: 0 the prompt, i >= 1 the row's i-th response, -1 padding
     predictor: Tensor  # (N,) long, flat index into (U*L) of the state that predicts each response token
     targets: Tensor  # (N,) long, the response tokens, the input sequences' in order
+    spans: Spans  # the same pieces as index ranges (what `rlvr.models.shared_attention` runs)
 
 
 def share_prompts(sequences: Sequence[Sequence[int]], prompt_lengths: Sequence[int]) -> SharedPrompts:
@@ -161,6 +171,7 @@ def share_prompts(sequences: Sequence[Sequence[int]], prompt_lengths: Sequence[i
     rows: dict[tuple[int, ...], list[int]] = {}  # prompt -> the row's tokens
     segments: dict[tuple[int, ...], list[int]] = {}
     positions: dict[tuple[int, ...], list[int]] = {}
+    spans: dict[tuple[int, ...], list[tuple[int, int]]] = {}  # prompt -> its responses' [start, end)
     where: list[tuple[tuple[int, ...], int]] = []  # each sequence's prompt and where its response starts
     for seq, p in zip(sequences, prompt_lengths, strict=True):
         if not 1 <= p <= len(seq):
@@ -168,13 +179,14 @@ def share_prompts(sequences: Sequence[Sequence[int]], prompt_lengths: Sequence[i
         prompt = tuple(seq[:p])
         if prompt not in rows:
             rows[prompt], segments[prompt], positions[prompt] = list(prompt), [0] * p, list(range(p))
-        where.append((prompt, len(rows[prompt])))
-        response = list(seq[p:])
-        segments[prompt] += [sum(q == prompt for q, _ in where)] * len(
-            response
-        )  # its response number, from 1
-        positions[prompt] += range(p, p + len(response))
-        rows[prompt] += response
+            spans[prompt] = []
+        start, response = len(rows[prompt]), list(seq[p:])
+        where.append((prompt, start))
+        if response:
+            spans[prompt].append((start, start + len(response)))
+            segments[prompt] += [len(spans[prompt])] * len(response)  # its response number, from 1
+            positions[prompt] += range(p, p + len(response))
+            rows[prompt] += response
     order = {prompt: u for u, prompt in enumerate(rows)}
     L = max(len(r) for r in rows.values())
     ids = torch.zeros((len(rows), L), dtype=torch.long)
@@ -192,8 +204,14 @@ def share_prompts(sequences: Sequence[Sequence[int]], prompt_lengths: Sequence[i
         base = order[prompt] * L
         predictor += [base + (p - 1 if j == 0 else start + j - 1) for j in range(len(seq) - p)]
         targets += seq[p:]
+    layout = Spans(tuple(len(prompt) for prompt in rows), tuple(tuple(spans[prompt]) for prompt in rows))
     return SharedPrompts(
-        ids, pos, seg, torch.tensor(predictor, dtype=torch.long), torch.tensor(targets, dtype=torch.long)
+        ids,
+        pos,
+        seg,
+        torch.tensor(predictor, dtype=torch.long),
+        torch.tensor(targets, dtype=torch.long),
+        layout,
     )
 
 

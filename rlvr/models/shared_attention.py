@@ -17,8 +17,8 @@ has no SDPA form: `supported` says so and the caller keeps the dense mask (`pack
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -26,28 +26,9 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn.attention.bias import causal_lower_right
 
+from rlvr.models.packing import Spans
+
 NAME = "rlvr_shared_prompts"
-
-
-@dataclass(frozen=True, slots=True)
-class Spans:
-    """Where each row's pieces lie: its prompt [0, prompt) and each response's [start, end)."""
-
-    prompts: tuple[int, ...]  # (U,) prompt length per row
-    responses: tuple[tuple[tuple[int, int], ...], ...]  # per row, the responses' [start, end)
-
-
-def spans_of(segment: Tensor) -> Spans:
-    """`Spans` of a (U, L) segment table (`SharedPrompts.segment`: 0 prompt, i >= 1 response i, -1 padding)."""
-    prompts, responses = [], []
-    for row in segment.tolist():
-        prompts.append(row.count(0))
-        bounds: dict[int, list[int]] = {}
-        for t, s in enumerate(row):
-            if s > 0:
-                bounds.setdefault(s, [t, t])[1] = t + 1
-        responses.append(tuple((a, b) for a, b in bounds.values()))
-    return Spans(tuple(prompts), tuple(responses))
 
 
 def supported(model: Any) -> bool:
@@ -115,15 +96,21 @@ def _no_mask(*args: Any, **kwargs: Any) -> None:
     return None
 
 
-@contextlib.contextmanager
-def active(model: Any) -> Iterator[None]:
-    """`model`'s attention is `attention` inside the block (its configuration's implementation switched, then
-    restored)."""
+@functools.cache
+def _register() -> None:
+    """`attention` under NAME in transformers' registries, with no mask of its own (once per process)."""
     from transformers import AttentionInterface
     from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
 
     AttentionInterface.register(NAME, attention)
     ALL_MASK_ATTENTION_FUNCTIONS.register(NAME, _no_mask)
+
+
+@contextlib.contextmanager
+def active(model: Any) -> Iterator[None]:
+    """`model`'s attention is `attention` inside the block (its configuration's implementation switched, then
+    restored)."""
+    _register()
     config = model.config
     original = config._attn_implementation
     config._attn_implementation = NAME
