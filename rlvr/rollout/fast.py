@@ -31,6 +31,11 @@ from rlvr.rollout.types import Rollout, SamplingParams
 End = tuple[list[int], list[float], FinishReason]
 
 
+# Top-p on a CPU first draws from the NUCLEUS_CANDIDATES most likely tokens (a top-k, ~25x cheaper than sorting
+# the vocabulary: 9 ms vs 221 ms for 64 x 49K rows on 2 cores); rows whose nucleus is not inside them are sorted.
+NUCLEUS_CANDIDATES = 256
+
+
 def sample(
     logits: torch.Tensor, params: SamplingParams, generator: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -42,26 +47,44 @@ def sample(
         tokens = logits.argmax(dim=-1, keepdim=True)  # (B, 1)
     else:
         probs = policy  # (B, V) what is drawn from
-        if params.top_k or params.top_p < 1:
-            if params.top_k:
-                kth = scores.topk(min(params.top_k, scores.shape[-1]), dim=-1).values[:, -1:]  # (B, 1)
-                scores = scores.masked_fill(scores < kth, float("-inf"))
-            if params.top_p < 1:
-                ranked, order = scores.sort(dim=-1, descending=True)  # (B, V)
-                mass = ranked.softmax(dim=-1)
-                outside = (
-                    mass.cumsum(dim=-1) - mass >= params.top_p
-                )  # the mass before it already reaches top_p
-                scores = scores.scatter(-1, order, ranked.masked_fill(outside, float("-inf")))
-            probs = scores.softmax(dim=-1)
+        if params.top_k:
+            kth = scores.topk(min(params.top_k, scores.shape[-1]), dim=-1).values[:, -1:]  # (B, 1)
+            probs = scores.masked_fill(scores < kth, float("-inf")).softmax(dim=-1)
         # Inverse-CDF draw: one uniform per row, no host sync, cheaper than Gumbel noise over the vocabulary.
-        # Zero-probability tokens are never drawn: searchsorted(right=True) finds the first cdf entry above u.
-        cdf = probs.cumsum(dim=-1)  # (B, V)
-        u = torch.rand((cdf.shape[0], 1), generator=generator, device=cdf.device).mul_(cdf[:, -1:])  # (B, 1)
-        tokens = torch.searchsorted(cdf, u, right=True).clamp_(max=cdf.shape[-1] - 1)  # (B, 1)
+        u = torch.rand((probs.shape[0], 1), generator=generator, device=probs.device)  # (B, 1)
+        tokens = draw(probs, u) if params.top_p >= 1 else nucleus(probs, params.top_p, u)
     # log of the drawn token's probability: exact enough for any token that can be drawn (p > 1e-38), and one
     # (B, 1) log instead of a log_softmax over (B, V).
     return tokens[:, 0], policy.gather(-1, tokens)[:, 0].log()
+
+
+def draw(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Column (B, 1) where each row's cumulative `probs` (B, V) first exceeds u (B, 1) in [0, 1) times its total:
+    zero-probability entries are never drawn (searchsorted(right=True) finds the first cdf entry above)."""
+    cdf = probs.cumsum(dim=-1)  # (B, V)
+    return torch.searchsorted(cdf, u * cdf[:, -1:], right=True).clamp_(max=cdf.shape[-1] - 1)
+
+
+def nucleus(probs: torch.Tensor, top_p: float, u: torch.Tensor) -> torch.Tensor:
+    """Tokens (B, 1) drawn from each row's top-p nucleus of `probs` (B, V): the most likely tokens up to and
+    including the first at which their mass reaches top_p (HF's and vLLM's rule), renormalized."""
+    if probs.device.type != "cpu" or probs.shape[-1] <= NUCLEUS_CANDIDATES:
+        return _draw_ranked(*probs.sort(dim=-1, descending=True), top_p, u)[0]
+    tokens, inside = _draw_ranked(*probs.topk(NUCLEUS_CANDIDATES, dim=-1), top_p, u)
+    if not bool(inside.all()):  # no sync to avoid on a CPU
+        rows = (~inside).nonzero()[:, 0]
+        tokens[rows] = _draw_ranked(*probs[rows].sort(dim=-1, descending=True), top_p, u[rows])[0]
+    return tokens
+
+
+def _draw_ranked(
+    ranked: torch.Tensor, order: torch.Tensor, top_p: float, u: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A nucleus draw from the most likely probabilities `ranked` (B, K), descending, of tokens `order` (B, K):
+    the tokens (B, 1), and whether each row's nucleus lies inside the K (B,) (always, when K is the vocabulary)."""
+    mass = ranked.cumsum(dim=-1)  # (B, K)
+    kept = ranked.masked_fill(mass - ranked >= top_p, 0)  # the mass before it already reaches top_p
+    return order.gather(-1, draw(kept, u)), mass[:, -1] >= top_p
 
 
 class FastEngine:
