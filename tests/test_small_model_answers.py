@@ -14,6 +14,7 @@ import pytest
 from rlvr.data import registry
 from rlvr.rewards.functions import accuracy, weighted_sum
 from rlvr.rewards.math import verify
+from rlvr.rewards.score import reward_pool
 from rlvr.rollout.types import Rollout
 from rlvr.train.experience import score_groups
 
@@ -146,10 +147,10 @@ def test_training_rewards_use_final_form() -> None:
     ]
 
     def score(final_form: bool) -> tuple[list[float], list[bool]]:
+        pool = reward_pool(0, "accuracy", final_form=final_form, timeout_s=5, memory_mb=None)
         (group,) = score_groups(
-            rollouts, [0], ["525"], reward="accuracy", overlong="none", max_new_tokens=8, overlong_buffer=0,
-            final_form=final_form,
-        )  # fmt: skip
+            rollouts, [0], ["525"], pool=pool, overlong="none", max_new_tokens=8, overlong_buffer=0
+        )
         return group.rewards, group.correct
 
     assert score(False) == ([1.0, 1.0], [True, True])  # the echo of the question is paid

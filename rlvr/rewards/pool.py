@@ -1,11 +1,17 @@
-"""Grade many (response, gold) pairs in worker processes, with a hard time limit on every call.
+"""Grade or score many (response, gold) pairs in worker processes, with a hard time limit on every call.
 
 `verify` keeps a cooperative deadline, but one pathological input can still hold a worker inside a single long C
 call (a huge integer operation, a regular expression) that no deadline check interrupts. Only killing the process
 bounds that. So the parent times each worker's current task; a worker still on one task after
 `timeout_s + slack_s` seconds is killed and replaced, its task gets `Verdict(False, None, "timeout: ...")` and the
 rest of its chunk goes to another worker. A worker that dies (a crash in C, the OOM killer) costs only the task it
-was on: `Verdict(False, None, "crash: ...")`. Results come back in input order whatever happens.
+was on: `Verdict(False, None, "crash: ...")`. Results come back in input order whatever happens. A worker may
+also be given a memory limit (`memory_mb`: its data segment, so an allocation past it raises MemoryError there,
+an "error: MemoryError" result, instead of swapping the machine or waking the OOM killer).
+
+`WorkerPool` runs any picklable `fn(response, gold, *, timeout_s) -> R` and makes the result of a call that failed
+(killed, crashed, raised) with `on_failure(reason)`; `VerifierPool` is the one that runs `verify` (the `rlvr verify`
+and eval graders), the trainer's rewards run in one of `rlvr.rewards.score`.
 
 Why this shape:
 - Processes come from the "spawn" start method: safe to start from any thread (a fork copies locks other threads
@@ -35,7 +41,7 @@ from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
-from typing import Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from rlvr.rewards.math import Verdict, verify
 
@@ -48,45 +54,58 @@ START_LIMIT_S = (
 START_FAILURES = 3  # workers that die before they are ready, in a row, before we give up
 
 Task = tuple[int, str, str]  # (input index, response, gold)
-Result = tuple[bool, "str | None", str]  # a Verdict's fields, sent back as a plain tuple
+R = TypeVar("R")
 
 
 class GradeFn(Protocol):
-    """What a worker calls: `verify` or any picklable function with its signature (e.g. a functools.partial)."""
+    """What a `VerifierPool` worker calls: `verify` or any picklable function with its signature (a partial)."""
 
     def __call__(self, response: str, gold: str, *, timeout_s: float) -> Verdict: ...
 
 
-class VerifierPool:
-    """Worker processes that grade pairs; reuse one across many `grade` calls (a training run's steps).
+def failed_verdict(reason: str) -> Verdict:
+    """A call that was killed, crashed or raised: wrong, nothing extracted, the reason."""
+    return Verdict(False, None, reason)
 
-    workers: processes to run (None: one per CPU this process may use); 0 grades in the calling thread with only
-    fn's cooperative limit (no kill).
+
+class WorkerPool(Generic[R]):
+    """Worker processes that run `fn` over (response, gold) pairs; reuse one across many `grade` calls (a
+    training run's steps).
+
+    workers: processes to run (None: one per CPU this process may use); 0 runs fn in the calling thread with
+    only its cooperative limit (no kill, no memory limit).
     timeout_s: the limit handed to fn; a call still running at timeout_s + slack_s has its worker killed.
-    fn: module-level (picklable) grading function, `verify` by default; tests pass one that hangs.
+    fn: module-level (picklable) function of (response, gold, *, timeout_s); tests pass one that hangs.
+    on_failure: module-level function making a result from the reason a call failed ("timeout: ...",
+    "crash: ...", "error: <exception>: ...").
+    memory_mb: each worker's data-segment limit (None: none).
     `killed` and `crashed` count the workers lost to the time limit and to crashes.
     """
 
     def __init__(
         self,
-        workers: int | None = None,
+        workers: int | None,
         *,
+        fn: Callable[..., R],
+        on_failure: Callable[[str], R],
         timeout_s: float = DEFAULT_TIMEOUT_S,
         slack_s: float = SLACK_S,
         chunk: int = CHUNK,
-        fn: GradeFn = verify,
+        memory_mb: int | None = None,
     ):
         if workers is None:
             workers = (
                 len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
             )
-        if workers < 0 or chunk < 1 or timeout_s <= 0 or slack_s < 0:
-            raise ValueError(f"bad pool settings: {workers=} {chunk=} {timeout_s=} {slack_s=}")
+        if workers < 0 or chunk < 1 or timeout_s <= 0 or slack_s < 0 or (memory_mb or 1) < 1:
+            raise ValueError(f"bad pool settings: {workers=} {chunk=} {timeout_s=} {slack_s=} {memory_mb=}")
         self.size = workers
         self.timeout_s = timeout_s
         self.limit_s = timeout_s + slack_s
         self.chunk = chunk
         self.fn = fn
+        self.on_failure = on_failure
+        self.memory_mb = memory_mb
         self._context = multiprocessing.get_context("spawn")
         self._workers: list[_Worker] = []
         self._start_failures = 0
@@ -96,7 +115,7 @@ class VerifierPool:
         self._closed = False
         self._top_up()
 
-    def __enter__(self) -> VerifierPool:
+    def __enter__(self) -> WorkerPool[R]:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -104,14 +123,14 @@ class VerifierPool:
 
     def grade(
         self, pairs: Iterable[tuple[str, str]], *, progress: Callable[[int], object] | None = None
-    ) -> list[Verdict]:
-        """All verdicts for `pairs`, in input order (a batch: a training step's responses)."""
+    ) -> list[R]:
+        """All results for `pairs`, in input order (a batch: a training step's responses)."""
         return list(self.imap(pairs, progress=progress))
 
     def imap(
         self, pairs: Iterable[tuple[str, str]], *, progress: Callable[[int], object] | None = None
-    ) -> Iterator[Verdict]:
-        """Verdicts for `pairs`, one each, in input order, as they become available.
+    ) -> Iterator[R]:
+        """Results for `pairs`, one each, in input order, as they become available.
 
         progress: called with the number of newly finished pairs (in any order), e.g. a tqdm bar's `update`.
         Dropping the iterator early kills the workers still on its tasks (they are replaced on the next call).
@@ -137,11 +156,11 @@ class VerifierPool:
 
     def _grade_here(
         self, pairs: Iterable[tuple[str, str]], progress: Callable[[int], object] | None
-    ) -> Iterator[Verdict]:
+    ) -> Iterator[R]:
         self._begin()
         try:
             for response, gold in pairs:
-                yield Verdict(*_grade_one(self.fn, response, gold, self.timeout_s))
+                yield _grade_one(self.fn, self.on_failure, response, gold, self.timeout_s)
                 if progress is not None:
                     progress(1)
         finally:
@@ -149,10 +168,10 @@ class VerifierPool:
 
     def _stream(
         self, pairs: Iterable[tuple[str, str]], progress: Callable[[int], object] | None
-    ) -> Iterator[Verdict]:
+    ) -> Iterator[R]:
         source = enumerate(pairs)
         queue: deque[Task] = deque()  # read and not yet sent, or handed back by a killed worker
-        done: dict[int, Verdict] = {}  # finished, waiting for an earlier one
+        done: dict[int, R] = {}  # finished, waiting for an earlier one
         read = emitted = 0
         exhausted = False
         window = 4 * self.size * self.chunk  # read no further ahead than this past the next result to yield
@@ -187,7 +206,10 @@ class VerifierPool:
 
     def _top_up(self) -> None:
         while len(self._workers) < self.size:
-            self._workers.append(_Worker(self._context, self.fn, self.timeout_s))
+            self._workers.append(self._new_worker())
+
+    def _new_worker(self) -> _Worker:
+        return _Worker(self._context, (self.fn, self.on_failure, self.timeout_s, self.memory_mb))
 
     def _dispatch(self, queue: deque[Task]) -> None:
         """Send a chunk to each ready worker with nothing in hand; split evenly when the queue runs low."""
@@ -201,7 +223,7 @@ class VerifierPool:
                     queue.extendleft(reversed(tasks))
                     self._replace(worker, queue, None, "")
 
-    def _collect(self, queue: deque[Task], done: dict[int, Verdict]) -> int:
+    def _collect(self, queue: deque[Task], done: dict[int, R]) -> int:
         """Wait until a message arrives or the nearest deadline passes; take every message there is."""
         now = time.monotonic()
         watched = [w for w in self._workers if w.pending or not w.ready]
@@ -220,7 +242,7 @@ class VerifierPool:
                         self._start_failures = 0
                         continue
                     index, _, _ = worker.pending.popleft()
-                    done[index] = Verdict(*message)
+                    done[index] = message
                     finished += 1
             except (EOFError, OSError):
                 worker.process.join(timeout=1.0)
@@ -231,7 +253,7 @@ class VerifierPool:
                 )
         return finished
 
-    def _enforce_limits(self, queue: deque[Task], done: dict[int, Verdict]) -> int:
+    def _enforce_limits(self, queue: deque[Task], done: dict[int, R]) -> int:
         """Kill every worker past its limit; a message that just arrived wins over the kill."""
         finished = 0
         now = time.monotonic()
@@ -246,12 +268,10 @@ class VerifierPool:
                 finished += self._replace(worker, queue, done, reason)
         return finished
 
-    def _replace(
-        self, worker: _Worker, queue: deque[Task], done: dict[int, Verdict] | None, reason: str
-    ) -> int:
+    def _replace(self, worker: _Worker, queue: deque[Task], done: dict[int, R] | None, reason: str) -> int:
         """Swap a dead or killed worker for a new one. Its current task gets `reason`; the rest go back to the queue."""
         worker.stop(kill=True)
-        self._workers[self._workers.index(worker)] = _Worker(self._context, self.fn, self.timeout_s)
+        self._workers[self._workers.index(worker)] = self._new_worker()
         if not worker.ready:
             self._start_failures += 1
             if self._start_failures >= START_FAILURES:
@@ -263,9 +283,26 @@ class VerifierPool:
         if done is None or not worker.pending:
             return 0
         index, _, _ = worker.pending.popleft()
-        done[index] = Verdict(False, None, reason)
+        done[index] = self.on_failure(reason)
         queue.extendleft(reversed(worker.pending))
         return 1
+
+
+class VerifierPool(WorkerPool[Verdict]):
+    """A `WorkerPool` of `verify` (or another `GradeFn`): the graders of `rlvr verify` and the evals."""
+
+    def __init__(
+        self,
+        workers: int | None = None,
+        *,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        slack_s: float = SLACK_S,
+        chunk: int = CHUNK,
+        fn: GradeFn = verify,
+    ):
+        super().__init__(
+            workers, fn=fn, on_failure=failed_verdict, timeout_s=timeout_s, slack_s=slack_s, chunk=chunk
+        )
 
 
 def grade_many(
@@ -287,10 +324,11 @@ def grade_many(
 class _Worker:
     """The parent's handle on one worker process: its pipe, the tasks it holds, and when its current one began."""
 
-    def __init__(self, context: multiprocessing.context.SpawnContext, fn: GradeFn, timeout_s: float):
+    def __init__(self, context: multiprocessing.context.SpawnContext, settings: tuple[Any, ...]):
+        """settings: what `_serve` takes after the pipe (fn, on_failure, timeout_s, memory_mb)."""
         self.conn, child_end = context.Pipe()
         self.process: BaseProcess = context.Process(
-            target=_serve, args=(child_end, fn, timeout_s), name="rlvr-grader", daemon=True
+            target=_serve, args=(child_end, *settings), name="rlvr-grader", daemon=True
         )
         self.process.start()
         child_end.close()  # the child holds the only other end, so its death reads as EOF here
@@ -325,24 +363,36 @@ class _Worker:
         self.process.close()
 
 
-def _serve(conn: Connection, fn: GradeFn, timeout_s: float) -> None:
+def _serve(
+    conn: Connection,
+    fn: Callable[..., Any],
+    on_failure: Callable[[str], Any],
+    timeout_s: float,
+    memory_mb: int | None,
+) -> None:
     """A worker's main loop: read a chunk, send back one result per task, until told to stop or orphaned."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent, which then stops us
+    if memory_mb is not None:
+        import resource  # POSIX
+
+        limit = memory_mb * 2**20  # the data segment: the heap and private anonymous mappings (Linux >= 4.7)
+        resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
     try:
         conn.send("ready")
         while (tasks := conn.recv()) is not None:
             for response, gold in tasks:
-                conn.send(_grade_one(fn, response, gold, timeout_s))
+                conn.send(_grade_one(fn, on_failure, response, gold, timeout_s))
     except (EOFError, OSError):  # the parent is gone
         pass
 
 
-def _grade_one(fn: GradeFn, response: str, gold: str, timeout_s: float) -> Result:
+def _grade_one(
+    fn: Callable[..., R], on_failure: Callable[[str], R], response: str, gold: str, timeout_s: float
+) -> R:
     try:
-        verdict = fn(response, gold, timeout_s=timeout_s)
-        return bool(verdict.correct), verdict.extracted, verdict.reason
+        return fn(response, gold, timeout_s=timeout_s)
     except Exception as error:  # verify never raises; another fn might, and one bad pair must not end the run
-        return False, None, f"error: {type(error).__name__}: {error}"
+        return on_failure(f"error: {type(error).__name__}: {error}")
 
 
 def pool_for(final_form: bool, workers: int | None, timeout_s: float = DEFAULT_TIMEOUT_S) -> VerifierPool:

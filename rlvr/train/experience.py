@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -21,8 +20,9 @@ from torch import Tensor
 
 from rlvr.data.templates import Template, response
 from rlvr.models.logprobs import completion_mask
-from rlvr.rewards.functions import REWARDS, dapo_overlong
-from rlvr.rewards.math import verify
+from rlvr.rewards.functions import dapo_overlong
+from rlvr.rewards.pool import WorkerPool
+from rlvr.rewards.score import FAILURE_KINDS, Score, failure_kind
 from rlvr.rollout.types import Rollout
 
 Overlong = Literal["none", "filter", "zero", "soft"]
@@ -36,16 +36,11 @@ class Group:
     rewards: list[float]
     correct: list[bool]
     truncated: list[bool]
+    failures: list[str | None]  # why a reward could not be computed (then 0), per response: `Score.failure`
 
     @property
     def pass_rate(self) -> float:
         return sum(self.correct) / len(self.correct)
-
-
-def score_one(reward: str, text: str, gold: str, final_form: bool = False) -> tuple[float, bool]:
-    """(reward, verifier correctness) of one response (module level: runs in worker processes)."""
-    correct = verify(text, gold, final_form=final_form).correct
-    return REWARDS[reward](text, gold, final_form=final_form), correct
 
 
 def score_groups(
@@ -53,15 +48,14 @@ def score_groups(
     problems: Sequence[int],
     golds: Sequence[str],
     *,
-    reward: str,
+    pool: WorkerPool[Score],
     overlong: Overlong,
     max_new_tokens: int,
     overlong_buffer: int,
-    executor: Executor | None = None,
-    final_form: bool = False,
     template: Template | None = None,
 ) -> list[Group]:
-    """Score every rollout (in `executor`'s processes when given) and group them by prompt.
+    """Score every rollout through `pool` (`rlvr.rewards.score.reward_pool`: the reward, the verdict, failures
+    scored 0) and group them by prompt.
 
     template: the prompts', whose assistant prefix they ended with: rewards see prefix + completion
     (`templates.response`), the whole answer the model wrote (a `<think>` the prefix opened, closed in the
@@ -69,29 +63,26 @@ def score_groups(
 
     Overlong handling of truncated responses: "zero" sets their reward to 0 (Dr. GRPO), "soft" adds DAPO's
     length penalty (0 up to max_new_tokens - overlong_buffer, then linear to -1), "filter" leaves the reward but
-    the response is masked out of the loss (`Experience`), "none" does nothing. final_form: see `verify`.
+    the response is masked out of the loss (`Experience`), "none" does nothing.
     """
     texts = [response(template or Template(), r.text) for r in rollouts]
-    answers = [golds[r.prompt_index] for r in rollouts]
-    if executor is None:
-        scored = [score_one(reward, t, a, final_form) for t, a in zip(texts, answers, strict=True)]
-    else:
-        chunk = max(1, len(texts) // 32)
-        flags = [final_form] * len(texts)
-        scored = list(executor.map(score_one, [reward] * len(texts), texts, answers, flags, chunksize=chunk))
+    scores = pool.grade(zip(texts, [golds[r.prompt_index] for r in rollouts], strict=True))
     groups: dict[int, Group] = {}
-    for rollout, text, (value, correct) in zip(rollouts, texts, scored, strict=True):
+    for rollout, text, (value, correct, failure) in zip(rollouts, texts, scores, strict=True):
         truncated = rollout.finish_reason == "length"
         if truncated and overlong == "zero":
             value = 0.0
         elif overlong == "soft":
             value += dapo_overlong(len(rollout.completion_ids), max_new_tokens, overlong_buffer)
-        g = groups.setdefault(rollout.prompt_index, Group(problems[rollout.prompt_index], [], [], [], [], []))
+        g = groups.setdefault(
+            rollout.prompt_index, Group(problems[rollout.prompt_index], [], [], [], [], [], [])
+        )
         g.rollouts.append(rollout)
         g.responses.append(text)
         g.rewards.append(value)
         g.correct.append(correct)
         g.truncated.append(truncated)
+        g.failures.append(failure)
     return list(groups.values())
 
 
@@ -232,12 +223,15 @@ def build_experience(
 
 
 # one sampled group as the metrics see it: (rewards, verifier verdicts, response lengths, truncated flags)
-GroupSummary = tuple[list[float], list[bool], list[int], list[bool]]
+# rewards, correct, lengths, truncated, failure kinds (None: scored)
+GroupSummary = tuple[list[float], list[bool], list[int], list[bool], list[str | None]]
 
 
 def summarize(group: Group) -> GroupSummary:
     """What `rollout_metrics` needs of a group: small enough to gather from every process."""
-    return group.rewards, group.correct, [len(r.completion_ids) for r in group.rollouts], group.truncated
+    lengths = [len(r.completion_ids) for r in group.rollouts]
+    kinds = [None if f is None else failure_kind(f) for f in group.failures]
+    return group.rewards, group.correct, lengths, group.truncated, kinds
 
 
 def rollout_metrics(sampled: list[GroupSummary], kept: int, max_new_tokens: int) -> dict[str, Any]:
@@ -246,6 +240,7 @@ def rollout_metrics(sampled: list[GroupSummary], kept: int, max_new_tokens: int)
     correct = [c for g in sampled for c in g[1]]
     lengths = [n for g in sampled for n in g[2]]
     truncated = [t for g in sampled for t in g[3]]
+    failures = [f for g in sampled for f in g[4]]
     right = [n for n, c in zip(lengths, correct, strict=True) if c]
     wrong = [n for n, c in zip(lengths, correct, strict=True) if not c]
     n = max(1, len(rewards))
@@ -264,6 +259,7 @@ def rollout_metrics(sampled: list[GroupSummary], kept: int, max_new_tokens: int)
         "train/groups_sampled": len(sampled),
         "train/groups_kept": kept,
         "train/max_new_tokens": max_new_tokens,
+        **{f"reward/{kind}": failures.count(kind) for kind in FAILURE_KINDS},
     }
 
 

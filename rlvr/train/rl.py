@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-from concurrent.futures import Executor, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from rlvr.data.registry import final_form, load_problems
 from rlvr.data.templates import render, resolve
 from rlvr.models.build import build_model
 from rlvr.models.logprobs import LogprobModel
+from rlvr.rewards.score import reward_pool
 from rlvr.rollout import SamplingParams, run_engine
 from rlvr.train import checkpoint, distributed, precision, sharding
 from rlvr.train.critic import CRITIC_DIR, Critic
@@ -133,8 +133,12 @@ class Trainer:
             last if resume and last else config.model,
             config.rollout_dtype,
         )
-        self.executor: Executor | None = (
-            ProcessPoolExecutor(config.reward_workers) if config.reward_workers > 0 else None
+        self.rewards = reward_pool(
+            config.reward_workers,
+            config.reward,
+            final_form=self.final_form,
+            timeout_s=config.reward_timeout_s,
+            memory_mb=config.reward_memory_mb,
         )
         self.resumed = resume and last is not None
 
@@ -168,8 +172,7 @@ class Trainer:
             figures.update({k: v for k, v in after.items() if k != "eval/accuracy"})  # its n, temperature
         checkpoint.save_model(self.model, self.tokenizer, self.run_dir / "final", world)
         log.close()
-        if self.executor is not None:
-            self.executor.shutdown()
+        self.rewards.close()
         figures.update(steps=self.step, seconds=time.time() - start, run_dir=str(self.run_dir))
         return figures
 
@@ -322,12 +325,10 @@ class Trainer:
                 rollouts,
                 chosen,
                 [self.problems[i].answer for i in chosen],
-                reward=config.reward,
+                pool=self.rewards,
                 overlong=config.overlong,
                 max_new_tokens=stage.max_new_tokens,
                 overlong_buffer=config.overlong_buffer,
-                final_form=self.final_form,
-                executor=self.executor,
                 template=self.template,
             )
             t_reward += time.time() - t

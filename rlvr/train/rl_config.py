@@ -12,6 +12,7 @@ from typing import Literal
 from rlvr.algos import AggMode
 from rlvr.data.templates import Template, resolve
 from rlvr.models.build import TinyModel
+from rlvr.rewards.score import reward_function
 from rlvr.train import precision
 from rlvr.train.experience import Overlong
 from rlvr.train.optim import Schedule
@@ -34,7 +35,9 @@ class RLConfig:
     data: str = "arith"  # training problems: registered dataset or problem file
     eval_data: str | None = "arith_test"
     template: str | Template = "plain"  # a name, or one inline {system, user, prefix} (data.templates)
-    reward: str = "accuracy"  # a name in rlvr.rewards.REWARDS
+    reward: str = (
+        "accuracy"  # a name in rlvr.rewards.REWARDS, or package.module:function (rlvr.rewards.score)
+    )
     # numeric answers must be written as numbers, `9 + 73` earns nothing (None: each set's own rule)
     final_form: bool | None = None
     out_dir: str = "runs/rl"
@@ -107,7 +110,11 @@ class RLConfig:
     # AdamW moments in step checkpoints: bfloat16 halves them (rlvr.train.checkpoint); float32: bit-exact resume
     checkpoint_optimizer: Literal["bfloat16", "float32"] = "bfloat16"
     sample_every: int = 10  # steps between sample completions written to samples.jsonl (0: never)
-    reward_workers: int = 0  # processes for rewards (0: in the trainer process)
+    # processes scoring rewards, each call killed past reward_timeout_s, each worker's memory bounded (0: in the
+    # trainer's thread: no kill, no memory bound; a reward that raises still scores 0). rlvr.rewards.score
+    reward_workers: int = 0
+    reward_timeout_s: float = 10.0
+    reward_memory_mb: int | None = 4096
     seed: int = 0
     device: str = "auto"
     # compute: bf16 autocast or fp32; auto: bf16 on a GPU with it; bf16-if-native: also on a CPU with it
@@ -129,6 +136,9 @@ def check(config: RLConfig, processes: int) -> None:
         )
     if not config.stages:
         raise ValueError("a recipe needs at least one stage")
+    reward_function(config.reward)  # a one-line error for an unknown or unimportable reward
+    if config.reward_workers < 0 or config.reward_timeout_s <= 0 or (config.reward_memory_mb or 1) < 1:
+        raise ValueError("need reward_workers >= 0, reward_timeout_s > 0 and reward_memory_mb >= 1 (or null)")
     if config.sharding == "fsdp" and config.engine == "hf":
         raise ValueError("sharding=fsdp needs engine=fast or vllm (hf's generate cannot run a sharded model)")
     if config.old_logp == "engine" and config.engine == "vllm":
