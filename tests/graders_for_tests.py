@@ -47,3 +47,18 @@ def raising_reward(response: str, gold: str, *, final_form: bool = False) -> flo
     if gold == "7":
         raise KeyError("no such thing")
     return accuracy(response, gold, final_form=final_form)
+
+
+def spread_reward(response: str, gold: str, *, final_form: bool = False) -> float:
+    """A reward in {0, 0.1, ..., 1} fixed by the response's characters: a random model's group is (almost surely)
+    mixed, whatever it writes."""
+    return sum(map(ord, response)) % 11 / 10
+
+
+def flat_on_odd_reward(response: str, gold: str, *, final_form: bool = False) -> float:
+    """1.0 for every response to an odd gold answer (an all-equal group), `spread_reward` on the others."""
+    return 1.0 if int(gold) % 2 else spread_reward(response, gold)
+
+
+def zero_reward(response: str, gold: str, *, final_form: bool = False) -> float:
+    return 0.0

@@ -283,3 +283,21 @@ def test_checkpoints_keep_adamw_moments_in_bf16_and_resume_widens_them(digits, t
     for k, name in moments:
         assert state[k][name].dtype == torch.float32
         assert torch.equal(state[k][name], compact[k][name].float())
+
+
+def test_the_same_run_three_times_gives_the_same_weights(digits, tmp_path):
+    """Bit-for-bit repeatable on two threads (resume and the chaos bench rely on it). It caught the shared-prompt
+    log-probs indexing a prompt's last state once per response: indexing's backward sums repeated indices in
+    thread order on a CPU (now `index_select`)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        runs = []
+        for k in range(3):
+            one = "stages=[{steps: 1, max_new_tokens: 12, n: 8}]"
+            t = trainer(config(digits, tmp_path / str(k), one, "reward=graders_for_tests:spread_reward"))
+            t.train()
+            runs.append([p.detach().clone() for p in t.model.parameters()])
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(a, b) for run in runs[1:] for a, b in zip(runs[0], run, strict=True))

@@ -257,7 +257,9 @@ def shared_prompt_logprobs(
     head = model.get_output_embeddings()
     transform = logit_transform(model.config)
     logp_flat, ent_flat = head_logprobs(
-        hidden.reshape(-1, hidden.shape[-1])[shared.predictor.to(device)],
+        # index_select, not [predictor]: a prompt's last state predicts every response's first token, and the
+        # backward of indexing with repeated indices (index_put_ accumulate) sums in thread order on a CPU
+        hidden.reshape(-1, hidden.shape[-1]).index_select(0, shared.predictor.to(device)),
         head.weight,
         shared.targets.to(device),
         bias=head.bias,

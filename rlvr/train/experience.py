@@ -222,8 +222,8 @@ def build_experience(
     return experience
 
 
-# one sampled group as the metrics see it: (rewards, verifier verdicts, response lengths, truncated flags)
-# rewards, correct, lengths, truncated, failure kinds (None: scored)
+# one sampled group as the metrics see it: rewards, verifier verdicts, response lengths, truncated flags, failure
+# kinds (None: scored)
 GroupSummary = tuple[list[float], list[bool], list[int], list[bool], list[str | None]]
 
 

@@ -44,8 +44,9 @@ def prepare(
     β > 0, the critic's values (its metrics into `metrics`)."""
     # KL in the reward: per token into the critic's GAE, or summed into each response's reward without one
     token_kl = reference is not None and config.kl_in == "reward" and critic is not None
+    ref_logp = None
     if reference is not None and config.kl_in == "reward" and critic is None:
-        kl_into_rewards(groups, policy, reference, config, world.device)
+        ref_logp = kl_into_rewards(groups, policy, reference, config, world.device)
     experience = build_experience(
         groups,
         lambda s, i, c: batch_advantages(config, world, critic is not None, s, i, c),
@@ -57,7 +58,9 @@ def prepare(
         experience.per_token["old_logp"] = experience.per_token["sampling_logp"]
     elif off_policy or token_kl:
         store_logp(policy, experience, "old_logp", config, world.device, every_row=False)
-    if reference is not None and (config.kl_in == "loss" or token_kl):
+    if ref_logp is not None:  # already computed: the update measures train/kl_ref with it (not in the loss)
+        experience.per_token["ref_logp"] = ref_logp
+    elif reference is not None and (config.kl_in == "loss" or token_kl):
         store_logp(reference, experience, "ref_logp", config, world.device)
     if critic is not None:
         metrics.update(critic.prepare(experience, world))
@@ -91,10 +94,10 @@ def batch_advantages(
 
 def kl_into_rewards(
     groups: list[Group], policy: LogprobModel, reference: LogprobModel, config: RLConfig, device: torch.device
-) -> None:
+) -> list[torch.Tensor]:
     """kl_in=reward without a critic: subtract β·Σ_t KL(π‖π_ref) of each response from its reward (an outcome
     advantage sees one number per response, so PPO's per-token penalty reduces to its sum; `Critic.prepare`
-    keeps it per token)."""
+    keeps it per token). Returns the reference log-probs, one (C_i,) per row in `build_experience`'s order."""
     experience = build_experience(groups, lambda s, i, c: torch.zeros_like(s), "none")
     store_logp(policy, experience, "old_logp", config, device)
     store_logp(reference, experience, "ref_logp", config, device)
@@ -105,3 +108,4 @@ def kl_into_rewards(
             kl = estimator(experience.per_token["old_logp"][row], experience.per_token["ref_logp"][row]).sum()
             group.rewards[j] -= config.kl_coef * float(kl)
             row += 1
+    return experience.per_token["ref_logp"]

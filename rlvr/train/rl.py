@@ -288,10 +288,10 @@ class Trainer:
                 self._order = (epoch, epoch_order(size, self.config.seed, epoch))
             index = self._order[1][offset]
             self.consumed += 1
-            scanned += 1
             if not self.difficulty.skipped(index):
                 out.append(index)
-            elif scanned > 2 * size:
+                scanned = 0
+            elif (scanned := scanned + 1) > size:  # a whole epoch's worth skipped in a row
                 raise RuntimeError("every training prompt is skipped by the difficulty filter (skip_after)")
         return out
 
