@@ -301,3 +301,49 @@ def test_the_same_run_three_times_gives_the_same_weights(digits, tmp_path):
     finally:
         torch.set_num_threads(threads)
     assert all(torch.equal(a, b) for run in runs[1:] for a, b in zip(runs[0], run, strict=True))
+
+
+def test_a_nan_logit_skips_the_step_and_a_run_of_them_stops_with_the_checkpoint_intact(digits, tmp_path):
+    """NaN in the hidden states the update's logits come from (rollouts stay finite): each such step is skipped
+    with a warning and leaves the weights alone; past max_bad_steps the run stops, its last checkpoint loadable."""
+    t = trainer(
+        config(
+            digits, tmp_path / "run", "reward=graders_for_tests:spread_reward", "save_every=1", "max_bad_steps=1",
+            "stages=[{steps: 6, max_new_tokens: 12, n: 8}]",
+        )
+    )  # fmt: skip
+
+    def poison(module, args, output):
+        if torch.is_grad_enabled() and t.step >= 2:  # the update's forward from the third step on
+            output = output.clone()
+            output[..., -1] = float("nan")  # one feature of every position: every logit downstream
+        return output
+
+    t.model.model.norm.register_forward_hook(poison)
+    saved: list = []
+    with (
+        warnings.catch_warnings(record=True) as caught,
+        pytest.raises(RuntimeError, match="2 non-finite steps in a row at step 3"),
+    ):
+        warnings.simplefilter("always")
+        real_step = t._step
+
+        def step(stage):
+            metrics = real_step(stage)
+            saved.append([p.detach().clone() for p in t.model.parameters()])
+            return metrics
+
+        t._step = step  # type: ignore[method-assign]
+        t.train()
+    assert sum("update skipped" in str(w.message) for w in caught) == 2
+    assert all(
+        torch.equal(a, b) for a, b in zip(saved[1], saved[3], strict=True)
+    )  # steps 3, 4 changed nothing
+    last = checkpoint.latest(tmp_path / "run")
+    assert last is not None and last.name == "step-000003"
+    state = torch.load(last / "trainer.pt", weights_only=False)
+    assert state["step"] == 3
+    from safetensors.torch import load_file
+
+    weights = load_file(last / "model.safetensors")
+    assert all(torch.isfinite(w).all() for w in weights.values())
