@@ -45,7 +45,13 @@ class Deadline:
 
 
 def approx(v: Value) -> complex:
-    return complex(v) if isinstance(v, Fraction) else v
+    """`v` as a complex float; a rational past the float range (10^{400}) has none: Inconclusive."""
+    if isinstance(v, Fraction):
+        try:
+            return complex(v)
+        except OverflowError as e:
+            raise Inconclusive("beyond float range") from e
+    return v
 
 
 def evaluate(node: Node, env: dict[str, Value], deadline: Deadline) -> Value:

@@ -19,8 +19,9 @@ _UNICODE_RE = re.compile("|".join(map(re.escape, _UNICODE)))
 
 _DROP = re.compile(
     r"\\(?:left|right|bigl|bigr|Bigl|Bigr|big|Big|bigg|Bigg|displaystyle|textstyle|limits|nolimits|mathstrut)"
-    r"(?![a-zA-Z])|\\!|,\\!\s*(?=\d)|\\hspace\*?\{[^{}]*\}|\\(?:phantom|vphantom)\{[^{}]*\}"
-)  # removed outright: `10,\!000` is 10000
+    r"(?![a-zA-Z])|\\!|,\\!\s*(?=\d)|(?<=\d)\\,(?=\d{3}(?!\d))"
+    r"|\\hspace\*?\{[^{}]*\}|\\(?:phantom|vphantom)\{[^{}]*\}"
+)  # removed outright: `10,\!000` and `1\,000 \text{ cm}` are 10000 and 1000
 _SPACES = re.compile(r"(?<!\\)\\[,;:> ]|\\q?quad(?![a-zA-Z])|~")
 _OVER_ESCAPED = re.compile(r"(?<!\\)\\\\(?=[a-zA-Z])")  # `\\frac` written for `\frac`
 _DEGREES = re.compile(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ|\\degree|\^\s*\{\s*o\s*\}")

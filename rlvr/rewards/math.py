@@ -23,7 +23,7 @@ from functools import lru_cache
 
 from rlvr.rewards.compare import Comparer
 from rlvr.rewards.evaluate import Deadline, TimeLimit
-from rlvr.rewards.extract import MAX_ANSWER_CHARS, extract, find_boxes
+from rlvr.rewards.extract import MAX_ANSWER_CHARS, TAIL_CHARS, extract, find_boxes
 from rlvr.rewards.forms import is_number, is_unevaluated, resolve
 from rlvr.rewards.latex import normalize, squash
 from rlvr.rewards.parse import Node, ParseError, parse
@@ -125,7 +125,7 @@ def gold_answer(gold: str) -> str:
     """The gold as an answer string: boxes inside it are unwrapped (several boxes make a list)."""
     gold = str(gold).strip()
     if "\\boxed" in gold or "\\fbox" in gold:
-        boxes, gaps = find_boxes(gold)
+        boxes, gaps = find_boxes(gold[-TAIL_CHARS:])  # as in a response, the final answer is in the tail
         if boxes:
             combined = _combine(boxes, gaps)
             return combined if combined is not None else boxes[-1]
@@ -196,6 +196,8 @@ def _squash(text: str) -> str:
 
 def _equivalent(pred: str, gold: str, deadline: Deadline, rel_tol: float) -> str:
     """How the two answers are equal ("string", "number", "choice", "math"), or "" when they are not."""
+    if len(pred) > MAX_ANSWER_CHARS or len(gold) > MAX_ANSWER_CHARS:  # normalising 1 MB takes seconds
+        return "string" if pred.strip() == gold.strip() else ""
     sp, sg = _squash(pred), _squash(gold)
     if sp == sg and sp:
         return "string"
@@ -204,7 +206,8 @@ def _equivalent(pred: str, gold: str, deadline: Deadline, rel_tol: float) -> str
         if a == b:
             return "number"
         loose = "." in sp or "." in sg
-        return "number" if loose and abs(a - b) <= rel_tol * max(abs(a), abs(b)) else ""
+        # exact: a float tolerance times a 400-digit Fraction overflows
+        return "number" if loose and abs(a - b) <= Fraction(rel_tol) * max(abs(a), abs(b)) else ""
     for letter, said in ((gold, pred), (pred, gold)):  # a choice letter: "C" against "(C)", "C. x = 42"
         choice = _CHOICE_GOLD.match(normalize(letter))
         picked = _CHOICE_PRED.match(normalize(said)) if choice else None
