@@ -66,3 +66,22 @@ def test_rewards_and_samples_see_the_prefix_then_the_completion(run) -> None:
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     assert all(s["response"].startswith("<think>") for s in samples)
     assert {s["response"] for s in samples} <= set(SEEN)
+
+
+def test_a_restart_keeps_no_sample_row_twice_and_clears_what_a_kill_left(tmp_path: Path) -> None:
+    from rlvr.train.checkpoint import clear_leftovers
+    from rlvr.train.experience import keep_samples_until
+
+    samples = tmp_path / "samples.jsonl"
+    rows = [json.dumps({"step": s, "response": "x"}) for s in (1, 1, 2, 3)]
+    samples.write_text("\n".join(rows) + '\n{"step": 4, "resp')  # a line cut by the kill
+    keep_samples_until(samples, 2)  # resuming from step 2's checkpoint: step 3 is done again
+    assert [json.loads(line)["step"] for line in samples.read_text().splitlines()] == [1, 1, 2]
+    keep_samples_until(samples, 0)  # a fresh start
+    assert samples.read_text() == ""
+    left = [tmp_path / "checkpoints" / ".step-000003.tmp", tmp_path / ".final.abc123.tmp"]
+    kept = tmp_path / "checkpoints" / "step-000002"
+    for path in [*left, kept]:
+        path.mkdir(parents=True)
+    clear_leftovers(tmp_path)
+    assert not any(p.exists() for p in left) and kept.exists()

@@ -219,3 +219,20 @@ def test_refuses_to_overwrite_a_run(tmp_path):
     proc = run_cli(sft_args(data, tmp_path / "r", "max_steps=1"))
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 2 and "already holds checkpoints: pass --resume" in out
+
+
+def test_resume_at_the_last_step_reports_its_figures(tmp_path, capsys):
+    """Killed after the last checkpoint (while writing final/): the resumed run has no step left to run, and still
+    ends with exit 0 and the last step's figures (it used to raise KeyError: 'train/loss'; bench/chaos.py)."""
+    from rlvr import cli
+
+    data = write_data(tmp_path / "d.jsonl", 8)
+    args = ["sft", *sft_args(data, tmp_path / "r", "max_steps=2", "save_every=1"), "--json"]
+    assert cli.main(args) == 0
+    first = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert cli.main([*args, "--resume"]) == 0
+    again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert again["steps"] == 2 and again["train/loss"] == first["train/loss"]
+    assert cli.main([*args[:-1], "--resume"]) == 0  # the plain report prints the train loss
+    assert f"train loss {first['train/loss']:.4f}" in capsys.readouterr().out
+    assert [r["step"] for r in read_metrics(tmp_path / "r" / "metrics.jsonl")] == [1, 2]

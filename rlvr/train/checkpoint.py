@@ -9,7 +9,8 @@ step (a moment's relative error <= 2^-9). float32 keeps them as they are: the re
 
 A checkpoint is written into `.step-NNNNNN.tmp` and renamed when every process has written its part, so a run
 killed mid-save leaves the previous checkpoints intact and no half-written one that `latest` would pick up. The
-newest `keep_last` are kept.
+newest `keep_last` are kept; older ones are renamed to `.step-NNNNNN.old` before they are deleted, so a kill
+mid-delete leaves no half-deleted one listed either (bench/chaos.py).
 """
 
 from __future__ import annotations
@@ -101,12 +102,31 @@ def save(
     distributed.barrier()
     if world.main:
         if final.exists():
-            shutil.rmtree(final)
+            _remove(final)
         os.replace(tmp, final)
         for old in checkpoints(run_dir)[:-keep_last] if keep_last > 0 else []:
-            shutil.rmtree(old, ignore_errors=True)
+            _remove(old)
+        for stale in final.parent.glob(".step-*.old"):  # what a kill mid-delete left
+            shutil.rmtree(stale, ignore_errors=True)
     distributed.barrier()
     return final
+
+
+def clear_leftovers(run_dir: Path) -> None:
+    """What a killed run left in its own directory: a checkpoint half-written or half-deleted, the final model's
+    temporary copy. For a run that starts or resumes there: whoever wrote them is gone."""
+    for pattern in ("checkpoints/.step-*.tmp", "checkpoints/.step-*.old", ".final.*.tmp", ".final.old"):
+        for path in run_dir.glob(pattern):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _remove(path: Path) -> None:
+    """Delete a checkpoint directory, first renaming it out of `checkpoints()`'s sight: a kill during the delete
+    must not leave a half-deleted directory listed as complete (its trainer.pt may outlive its weights)."""
+    old = path.with_name(f".{path.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    os.replace(path, old)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def compact(state: dict[str, Any], dtype: str | torch.dtype) -> dict[str, Any]:

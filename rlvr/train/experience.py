@@ -263,6 +263,23 @@ def rollout_metrics(sampled: list[GroupSummary], kept: int, max_new_tokens: int)
     }
 
 
+def keep_samples_until(path: Path, step: int) -> None:
+    """A run starting (step 0) or resuming at `step`: drop the rows of later steps (they are done again) and a line
+    cut short by a kill, so samples.jsonl never holds a step twice."""
+    import json
+
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line + "\n")
+        except (ValueError, KeyError, TypeError):
+            continue
+    path.write_text("".join(kept), encoding="utf-8")
+
+
 def write_samples(
     path: Path, step: int, groups: list[Group], problems: Sequence[Any], per_group: int = 2
 ) -> None:

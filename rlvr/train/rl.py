@@ -43,6 +43,7 @@ from rlvr.train.experience import (
     Experience,
     Group,
     keep_group,
+    keep_samples_until,
     rollout_metrics,
     score_groups,
     summarize,
@@ -148,6 +149,8 @@ class Trainer:
         if world.main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             save_config(config, self.run_dir / "config.yaml")
+            checkpoint.clear_leftovers(self.run_dir)
+            keep_samples_until(self.run_dir / "samples.jsonl", self.step if self.resumed else 0)
         log = MetricsLog(
             self.run_dir / "metrics.jsonl",
             resume_step=self.step if self.resumed else None,

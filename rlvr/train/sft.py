@@ -30,7 +30,7 @@ from rlvr.models.logprobs import LogprobModel
 from rlvr.train import checkpoint, distributed, precision, sharding
 from rlvr.train.distributed import World
 from rlvr.train.examples import Example, collate, global_batch, load_examples
-from rlvr.train.metrics import MetricsLog
+from rlvr.train.metrics import MetricsLog, read_metrics
 from rlvr.train.optim import Schedule, adamw, lr_at, set_lr
 
 
@@ -173,6 +173,7 @@ def _run(config: SFTConfig, world: World, *, resume: bool, progress: bool) -> di
     if world.main:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, run_dir / "config.yaml")
+        checkpoint.clear_leftovers(run_dir)
     log = MetricsLog(
         run_dir / "metrics.jsonl",
         resume_step=step if resume else None,
@@ -193,6 +194,10 @@ def _run(config: SFTConfig, world: World, *, resume: bool, progress: bool) -> di
         total=total_steps, initial=step, disable=not (progress and world.main), desc="sft", unit="step"
     )
     figures: dict[str, Any] = {}
+    # resumed: start from the last step's figures, for a run killed after its last checkpoint (no step left to run)
+    if world.main and step and log.path.exists():
+        rows = [r for r in read_metrics(log.path) if "train/loss" in r]
+        figures.update({k: v for k, v in rows[-1].items() if k != "step"} if rows else {})
     while step < total_steps:
         t0 = time.time()
         lr = lr_at(
