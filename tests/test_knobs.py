@@ -115,6 +115,18 @@ def test_difficulty_skips_prompts_solved_or_unsolved_in_their_last_visits(digits
     assert t.difficulty.counts()["difficulty/skipped"] == len(skipped)
 
 
+def test_one_prompt_left_is_drawn_again_and_again(digits, tmp_path):
+    """Every prompt but one skipped: the scan crosses epochs (the one left may lie early in one shuffle and late in
+    the next) and still finds it; with none left, a one-line error."""
+    t = trainer(config(digits, tmp_path / "run", "skip_after=1"))
+    for problem in range(40):
+        t.difficulty.record(problem, 0.5 if problem == 17 else 1.0)
+    assert t._next_prompts(100) == [17] * 100
+    t.difficulty.record(17, 1.0)
+    with pytest.raises(RuntimeError, match="every training prompt is skipped"):
+        t._next_prompts(1)
+
+
 def test_each_step_records_every_sampled_prompts_pass_rate(digits, tmp_path):
     t = trainer(config(digits, tmp_path / "run", ONE_STEP, "skip_after=1"))
     t.train()

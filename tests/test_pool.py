@@ -12,12 +12,12 @@ import pytest
 from graders_for_tests import echo
 
 from rlvr.rewards.math import Verdict
-from rlvr.rewards.pool import VerifierPool, grade_many
+from rlvr.rewards.pool import grade_many, verifier_pool
 
 
 def test_results_keep_input_order_across_workers() -> None:
     pairs = [(str(i), str(i if i % 3 else -1)) for i in range(500)]
-    with VerifierPool(2, fn=echo) as pool:
+    with verifier_pool(2, fn=echo) as pool:
         verdicts = pool.grade(pairs)
     assert [v.extracted for v in verdicts] == [str(i) for i in range(500)]
     assert [v.correct for v in verdicts] == [i % 3 != 0 for i in range(500)]
@@ -26,7 +26,7 @@ def test_results_keep_input_order_across_workers() -> None:
 def test_a_hanging_call_is_killed_and_the_rest_still_graded() -> None:
     pairs = [("1", "1"), ("HANG", "x"), ("2", "2"), ("3", "4")]
     start = time.monotonic()
-    with VerifierPool(1, fn=echo, timeout_s=0.3, slack_s=0.2) as pool:
+    with verifier_pool(1, fn=echo, timeout_s=0.3, slack_s=0.2) as pool:
         verdicts = pool.grade(pairs)
         assert pool.killed == 1
     assert time.monotonic() - start < 5
@@ -35,7 +35,7 @@ def test_a_hanging_call_is_killed_and_the_rest_still_graded() -> None:
 
 
 def test_a_crashing_worker_is_replaced() -> None:
-    with VerifierPool(1, fn=echo, timeout_s=0.3) as pool:
+    with verifier_pool(1, fn=echo, timeout_s=0.3) as pool:
         verdicts = pool.grade([("CRASH", "x"), ("5", "5")])
     assert verdicts[0].reason.startswith("crash") and not verdicts[0].correct
     assert verdicts[1].correct
@@ -54,7 +54,7 @@ def test_pool_works_from_a_thread() -> None:
 def test_a_hang_in_a_chunk_costs_only_that_task_and_is_killed_on_time() -> None:
     """With two workers and chunks of 8, the tasks queued behind the hung one are re-sent and graded right."""
     pairs = [("HANG" if i == 5 else str(i), str(i)) for i in range(40)]
-    with VerifierPool(2, fn=echo, timeout_s=0.2, slack_s=0.2, chunk=8) as pool:
+    with verifier_pool(2, fn=echo, timeout_s=0.2, slack_s=0.2, chunk=8) as pool:
         verdicts = pool.grade(pairs)
         assert pool.killed == 1 and pool.crashed == 0
     assert [v.correct for v in verdicts] == [i != 5 for i in range(40)]
@@ -66,7 +66,7 @@ def test_a_hang_in_a_chunk_costs_only_that_task_and_is_killed_on_time() -> None:
 
 
 def test_an_exception_in_the_grader_is_an_error_verdict() -> None:
-    with VerifierPool(1, fn=echo) as pool:
+    with verifier_pool(1, fn=echo) as pool:
         verdicts = pool.grade([("RAISE", "x"), ("7", "7")])
         assert pool.crashed == 0
     assert verdicts[0] == Verdict(False, None, "error: ZeroDivisionError: as asked")
@@ -90,7 +90,7 @@ def test_a_pool_serves_several_batches_and_streams_lazily() -> None:
             read.append(i)
             yield str(i), str(i)
 
-    with VerifierPool(2, fn=echo, chunk=4) as pool:
+    with verifier_pool(2, fn=echo, chunk=4) as pool:
         assert [v.correct for v in pool.grade([("a", "a"), ("b", "c")])] == [True, False]
         stream = pool.imap(source())
         assert next(stream).extracted == "0"

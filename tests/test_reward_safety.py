@@ -69,3 +69,26 @@ def test_an_unknown_reward_is_one_line_before_anything_loads(digits, tmp_path):
     with pytest.raises(ValueError, match="no_such_module"):
         trainer(config(digits, tmp_path / "x", "reward=no_such_module:f"))
     assert not (tmp_path / "x").exists()
+
+
+def test_the_reward_knobs_reach_the_pool(digits, tmp_path):
+    t = trainer(
+        config(digits, tmp_path / "run", "reward_workers=1", "reward_timeout_s=2.5", "reward_memory_mb=1024")
+    )
+    try:
+        assert (t.rewards.size, t.rewards.timeout_s, t.rewards.memory_mb) == (1, 2.5, 1024)
+    finally:
+        t.rewards.close()
+
+
+def test_an_error_the_verifier_caught_is_counted(monkeypatch):
+    """verify catches everything (a MemoryError past the worker's limit among them) into an "error:" verdict; the
+    score counts it instead of passing it for a wrong answer."""
+    from rlvr.rewards import score
+    from rlvr.rewards.math import Verdict
+
+    monkeypatch.setattr(score, "verify", lambda *a, **k: Verdict(False, None, "error: MemoryError: "))
+    (result,) = reward_pool(
+        0, "graders_for_tests:zero_reward", final_form=False, timeout_s=1, memory_mb=None
+    ).grade([("x", "1")])
+    assert result.reward == 0.0 and failure_kind(result.failure or "") == "memory"

@@ -49,7 +49,7 @@ GPU_CHUNK_TOKENS = 1 << 24  # 16M: 512 sequences of 32K, one vLLM call's worth
 
 
 class Grader(Protocol):
-    """Grades (response, gold) pairs, verdicts in input order: `rlvr.rewards.pool.VerifierPool` is one."""
+    """Grades (response, gold) pairs, verdicts in input order: `rlvr.rewards.pool.verifier_pool` makes one."""
 
     def grade(self, pairs: Sequence[tuple[str, str]]) -> list[Verdict]: ...
 

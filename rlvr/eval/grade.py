@@ -6,7 +6,7 @@ adjudication table (hand re-judgements of disputed samples) it also reports the 
 labels and how many of the rlvr/stored disagreements the table accounts for, so that a gap between rlvr and a
 file's authors can be traced to the samples where one of the two graders is wrong.
 
-It grades through a `VerifierPool`, so every response has a hard time limit. It writes nothing.
+It grades through a `verifier_pool`, so every response has a hard time limit. It writes nothing.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from rlvr.eval.generations import (
     read_generations,
 )
 from rlvr.rewards.grade_file import add_pool_arguments
-from rlvr.rewards.pool import DEFAULT_TIMEOUT_S, SLACK_S, VerifierPool
+from rlvr.rewards.pool import DEFAULT_TIMEOUT_S, SLACK_S, verifier_pool
 
 HELP = "re-grade saved generation files with rlvr's verifier and compare with their stored labels"
 EPILOG = f"""\
@@ -129,7 +129,7 @@ def grade_files(
     """
     loaded = [(Path(p), _read(Path(p), root)) for p in paths]
     out = []
-    with VerifierPool(workers, timeout_s=timeout_s) as pool:
+    with verifier_pool(workers, timeout_s=timeout_s) as pool:
         for path, rows in loaded:
             verdicts = pool.grade([(r.response, r.gold) for r in rows])
             out.append(

@@ -1,6 +1,6 @@
 """Grade a JSONL file of responses: what `rlvr verify` runs (`verify_file`, plus the command's arguments).
 
-Records stream from the input through a `VerifierPool` into the output, which is written atomically: a malformed
+Records stream from the input through a `verifier_pool` into the output, which is written atomically: a malformed
 line (without `skip_bad`) or a crash leaves no output file, and never a half-written one.
 """
 
@@ -22,7 +22,7 @@ from tqdm import tqdm
 from rlvr.data.schema import answer_text
 from rlvr.io import JsonlError, atomic_write, read_jsonl
 from rlvr.rewards.math import verify
-from rlvr.rewards.pool import DEFAULT_TIMEOUT_S, SLACK_S, VerifierPool
+from rlvr.rewards.pool import DEFAULT_TIMEOUT_S, SLACK_S, verifier_pool
 
 HELP = "grade a JSONL file of responses against gold answers"
 EPILOG = f"""\
@@ -187,7 +187,7 @@ def verify_file(
     with (
         bar,
         atomic_write(out_path) as out,
-        VerifierPool(
+        verifier_pool(
             workers, timeout_s=timeout_s, fn=partial(verify, final_form=True) if final_form else verify
         ) as pool,
     ):

@@ -3,14 +3,14 @@
 `verify` keeps a cooperative deadline, but one pathological input can still hold a worker inside a single long C
 call (a huge integer operation, a regular expression) that no deadline check interrupts. Only killing the process
 bounds that. So the parent times each worker's current task; a worker still on one task after
-`timeout_s + slack_s` seconds is killed and replaced, its task gets `Verdict(False, None, "timeout: ...")` and the
-rest of its chunk goes to another worker. A worker that dies (a crash in C, the OOM killer) costs only the task it
-was on: `Verdict(False, None, "crash: ...")`. Results come back in input order whatever happens. A worker may
+`timeout_s + slack_s` seconds is killed and replaced, its task gets `on_failure("timeout: ...")` (for `verify`:
+`Verdict(False, None, "timeout: ...")`) and the rest of its chunk goes to another worker. A worker that dies (a
+crash in C, the OOM killer) costs only the task it was on: `on_failure("crash: ...")`. Results come back in input order whatever happens. A worker may
 also be given a memory limit (`memory_mb`: its data segment, so an allocation past it raises MemoryError there,
 an "error: MemoryError" result, instead of swapping the machine or waking the OOM killer).
 
 `WorkerPool` runs any picklable `fn(response, gold, *, timeout_s) -> R` and makes the result of a call that failed
-(killed, crashed, raised) with `on_failure(reason)`; `VerifierPool` is the one that runs `verify` (the `rlvr verify`
+(killed, crashed, raised) with `on_failure(reason)`; `verifier_pool` makes the one that runs `verify` (the `rlvr verify`
 and eval graders), the trainer's rewards run in one of `rlvr.rewards.score`.
 
 Why this shape:
@@ -58,7 +58,7 @@ R = TypeVar("R")
 
 
 class GradeFn(Protocol):
-    """What a `VerifierPool` worker calls: `verify` or any picklable function with its signature (a partial)."""
+    """What a `verifier_pool` worker calls: `verify` or any picklable function with its signature (a partial)."""
 
     def __call__(self, response: str, gold: str, *, timeout_s: float) -> Verdict: ...
 
@@ -237,7 +237,7 @@ class WorkerPool(Generic[R]):
                 while worker.conn.poll():
                     message = worker.conn.recv()
                     worker.since = time.monotonic()
-                    if message == "ready":
+                    if isinstance(message, str) and message == "ready":
                         worker.ready = True
                         self._start_failures = 0
                         continue
@@ -288,21 +288,18 @@ class WorkerPool(Generic[R]):
         return 1
 
 
-class VerifierPool(WorkerPool[Verdict]):
+def verifier_pool(
+    workers: int | None = None,
+    *,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    slack_s: float = SLACK_S,
+    chunk: int = CHUNK,
+    fn: GradeFn = verify,
+) -> WorkerPool[Verdict]:
     """A `WorkerPool` of `verify` (or another `GradeFn`): the graders of `rlvr verify` and the evals."""
-
-    def __init__(
-        self,
-        workers: int | None = None,
-        *,
-        timeout_s: float = DEFAULT_TIMEOUT_S,
-        slack_s: float = SLACK_S,
-        chunk: int = CHUNK,
-        fn: GradeFn = verify,
-    ):
-        super().__init__(
-            workers, fn=fn, on_failure=failed_verdict, timeout_s=timeout_s, slack_s=slack_s, chunk=chunk
-        )
+    return WorkerPool(
+        workers, fn=fn, on_failure=failed_verdict, timeout_s=timeout_s, slack_s=slack_s, chunk=chunk
+    )
 
 
 def grade_many(
@@ -316,8 +313,8 @@ def grade_many(
     progress: Callable[[int], object] | None = None,
 ) -> Iterator[Verdict]:
     """One-shot grading: start a pool, stream verdicts in input order, stop the pool when the stream ends or is
-    dropped. For repeated batches (a training loop) keep a `VerifierPool` instead: starting workers costs ~0.1 s."""
-    with VerifierPool(workers, timeout_s=timeout_s, slack_s=slack_s, chunk=chunk, fn=fn) as pool:
+    dropped. For repeated batches (a training loop) keep a `verifier_pool` instead: starting workers costs ~0.1 s."""
+    with verifier_pool(workers, timeout_s=timeout_s, slack_s=slack_s, chunk=chunk, fn=fn) as pool:
         yield from pool.imap(pairs, progress=progress)
 
 
@@ -375,8 +372,11 @@ def _serve(
     if memory_mb is not None:
         import resource  # POSIX
 
-        limit = memory_mb * 2**20  # the data segment: the heap and private anonymous mappings (Linux >= 4.7)
-        resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+        # the whole data segment (heap, private anonymous mappings; Linux >= 4.7), what the worker holds included;
+        # never above the hard limit the host set (raising it is not ours to do)
+        _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+        limit = memory_mb * 2**20 if hard == resource.RLIM_INFINITY else min(memory_mb * 2**20, hard)
+        resource.setrlimit(resource.RLIMIT_DATA, (limit, hard))
     try:
         conn.send("ready")
         while (tasks := conn.recv()) is not None:
@@ -395,9 +395,11 @@ def _grade_one(
         return on_failure(f"error: {type(error).__name__}: {error}")
 
 
-def pool_for(final_form: bool, workers: int | None, timeout_s: float = DEFAULT_TIMEOUT_S) -> VerifierPool:
+def pool_for(
+    final_form: bool, workers: int | None, timeout_s: float = DEFAULT_TIMEOUT_S
+) -> WorkerPool[Verdict]:
     """A pool grading by a set's rule: `verify`, or `verify(final_form=True)` for sets whose answers must be written
     as numbers (`rlvr.data.registry.final_form`)."""
-    return VerifierPool(
+    return verifier_pool(
         workers, timeout_s=timeout_s, fn=partial(verify, final_form=True) if final_form else verify
     )

@@ -68,12 +68,14 @@ def score_response(
     worker processes). timeout_s: the pool's limit for the whole call; the verifier's own cooperative limit is
     the smaller of it and verify's default, as the built-in rewards' calls have."""
     value = float(reward_function(reward)(response, gold, final_form=final_form))
-    correct = verify(
-        response, gold, final_form=final_form, timeout_s=min(timeout_s, DEFAULT_TIMEOUT_S)
-    ).correct
+    verdict = verify(response, gold, final_form=final_form, timeout_s=min(timeout_s, DEFAULT_TIMEOUT_S))
+    if verdict.reason.startswith(
+        "error:"
+    ):  # verify caught it (a MemoryError past the limit): counted, not hidden
+        return failed_score(verdict.reason)
     if not math.isfinite(value):
-        return Score(0.0, correct, f"error: the reward is {value}")
-    return Score(value, correct)
+        return Score(0.0, verdict.correct, f"error: the reward is {value}")
+    return Score(value, verdict.correct)
 
 
 def reward_pool(

@@ -268,6 +268,8 @@ def keep_samples_until(path: Path, step: int) -> None:
     cut short by a kill, so samples.jsonl never holds a step twice."""
     import json
 
+    from rlvr.io import atomic_write
+
     if not path.exists():
         return
     kept = []
@@ -277,7 +279,8 @@ def keep_samples_until(path: Path, step: int) -> None:
                 kept.append(line + "\n")
         except (ValueError, KeyError, TypeError):
             continue
-    path.write_text("".join(kept), encoding="utf-8")
+    with atomic_write(path) as f:  # a kill now must not cost the rows kept
+        f.write("".join(kept))
 
 
 def write_samples(

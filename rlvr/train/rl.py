@@ -145,6 +145,12 @@ class Trainer:
 
     # -- the loop -----------------------------------------------------------------------------------------------
     def train(self) -> dict[str, Any]:
+        try:
+            return self._train()
+        finally:  # also when the run stops on bad steps or an error: no reward worker outlives it
+            self.rewards.close()
+
+    def _train(self) -> dict[str, Any]:
         config, world = self.config, self.world
         if world.main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -175,7 +181,6 @@ class Trainer:
             figures.update({k: v for k, v in after.items() if k != "eval/accuracy"})  # its n, temperature
         checkpoint.save_model(self.model, self.tokenizer, self.run_dir / "final", world)
         log.close()
-        self.rewards.close()
         figures.update(steps=self.step, seconds=time.time() - start, run_dir=str(self.run_dir))
         return figures
 
@@ -294,7 +299,7 @@ class Trainer:
             if not self.difficulty.skipped(index):
                 out.append(index)
                 scanned = 0
-            elif (scanned := scanned + 1) > size:  # a whole epoch's worth skipped in a row
+            elif (scanned := scanned + 1) >= 2 * size:  # skipped in a row: any 2 * size span holds an epoch
                 raise RuntimeError("every training prompt is skipped by the difficulty filter (skip_after)")
         return out
 
